@@ -1,0 +1,36 @@
+# The two commands a newcomer needs:  `make demo` (run)  and  `make test` (test).
+# Each sets up what it needs by itself, idempotently (a pinned .venv, the data cache).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REQ_HASH := $(shell sha256sum requirements.txt setup.py | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+DATASET := data/mocap_h36m17.npz
+export ROS_LOG_DIR ?= $(CURDIR)/.cache/ros_log
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: venv data demo test test-fast clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==26.3
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+data: $(DATASET)
+
+$(DATASET): $(STAMP)
+	$(PY) training/prepare_data.py --out $(DATASET)
+
+demo: $(STAMP)
+	$(PY) -m diffhpe_ros.demo --out docs/demo
+
+test: $(STAMP) $(DATASET)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .cache data build install log
