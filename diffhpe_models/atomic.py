@@ -1,0 +1,79 @@
+"""Atomic file writes: write to a temporary name in the target directory, then `os.replace`.
+
+A reader (or a crashed writer) never sees a partial file: either the old file or the complete new
+one exists. The temporary file lives in the same directory so that `os.replace` is a rename on
+one file system; it is removed if anything fails before the rename.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary binary file next to `path`; on a clean exit it replaces `path`.
+
+    Parent directories are created. On an exception the temporary file is deleted and `path` is
+    left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically; returns the path."""
+    with atomic_open(path) as f:
+        f.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write `text` to `path` atomically; returns the path."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+    """Serialise `obj` as JSON (strict: no NaN/Infinity) and write it atomically.
+
+    Serialisation happens before the file is touched, so an unserialisable object leaves no trace.
+    """
+    text = json.dumps(obj, indent=indent, allow_nan=False, sort_keys=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """`np.savez(path, **arrays)` atomically; returns the path.
+
+    The name is kept exactly: np.savez appends '.npz' to a bare file name, but not to an open file
+    object, which is what it gets here.
+    """
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
+    return Path(path)
+
+
+def atomic_save_npz_compressed(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """`np.savez_compressed(path, **arrays)` atomically; returns the path."""
+    with atomic_open(path) as f:
+        np.savez_compressed(f, **arrays)
+    return Path(path)

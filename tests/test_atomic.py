@@ -1,0 +1,45 @@
+"""Atomic writes: complete file or old file, never a partial one, no temp files left behind."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from diffhpe_models.atomic import (atomic_open, atomic_save_npz, atomic_save_npz_compressed,
+                                   atomic_write_bytes, atomic_write_json, atomic_write_text)
+
+
+def test_roundtrips_and_creates_parent(tmp_path):
+    p = atomic_write_bytes(tmp_path / "a" / "b.bin", b"\x00\x01")
+    assert p.read_bytes() == b"\x00\x01"
+    atomic_write_text(tmp_path / "t.txt", "héllo")
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo"
+    atomic_write_json(tmp_path / "j.json", {"x": [1, 2.5]})
+    assert json.loads((tmp_path / "j.json").read_text()) == {"x": [1, 2.5]}
+
+
+def test_npz_keeps_exact_name_and_arrays(tmp_path):
+    target = tmp_path / "data.bin"  # no .npz suffix: np.savez on a path would append one
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    atomic_save_npz(target, **{"positions_3d/S1/walk": a, "metadata": np.array("{}")})
+    assert sorted(os.listdir(tmp_path)) == ["data.bin"]
+    with np.load(target, allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["positions_3d/S1/walk"], a)
+    atomic_save_npz_compressed(tmp_path / "c.npz", a=a)
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["a"], a)
+
+
+def test_failure_keeps_old_file_and_removes_temp(tmp_path):
+    target = tmp_path / "keep.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as f:
+            f.write(b"partial new content")
+            raise RuntimeError("writer crashed")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["keep.txt"]
+    # Serialisation errors happen before the file is touched: no file, no temp file.
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "bad.json", {"x": float("nan")})
+    assert os.listdir(tmp_path) == ["keep.txt"]
