@@ -1,0 +1,247 @@
+"""Experiment configuration: dataclasses, YAML loading with strict validation.
+
+One `ExperimentConfig` per variant (training/configs/*.yaml). Loading refuses unknown fields and
+wrong types with a message naming the field path (`model.denoiser.blocks: expected int, got str`),
+so a typo in a YAML file fails at start-up instead of silently training the default. The same
+dict form (`to_dict`) travels inside checkpoints, so a checkpoint alone rebuilds its model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+VARIANTS = ("mixste", "diffhpe_2d", "diffhpe_wrapper")
+WINDOW_MODES = ("causal", "centred")
+SAMPLERS = ("ddim", "ddpm")
+AGGREGATIONS = ("mean", "median", "reproj")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass
+class DataConfig:
+    """What the model sees: the dataset, the windows, the 2D corruption at training time."""
+
+    dataset: str = "data/mocap_h36m17.npz"
+    window: int = 27                 # L frames per window
+    window_mode: str = "causal"      # causal: target = last frame (live); centred: middle frame
+    occlusion: str = "random"        # occlusion pattern name (occlusion.py) or "none"
+    noise_px: float = 0.0            # std of Gaussian 2D noise added to visible keypoints, pixels
+    stride: int = 1                  # frame step between the starts of evaluation windows
+
+
+@dataclass
+class MixSTEConfig:
+    """MixSTE seq2seq transformer: alternating spatial (over joints) and temporal blocks."""
+
+    embed_dim: int = 32
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    drop_path: float = 0.1           # stochastic depth, linearly increasing over the blocks
+
+
+@dataclass
+class DenoiserConfig:
+    """GCN noise predictor (CSDI/DePOSit-style gated residual blocks)."""
+
+    channels: int = 32               # C
+    blocks: int = 4
+    dropout: float = 0.0
+    nonlocal_channels: int = 16      # inner width of the grouped graph non-local block (0 = off)
+    time_embedding_dim: int = 64     # sinusoid width (half sines, half cosines) and MLP width
+    pose_embedding_dim: int = 32     # Wrapper only: E3D = Linear(3 -> this) of the noisy pose
+
+
+@dataclass
+class ModelConfig:
+    variant: str = "diffhpe_wrapper"
+    causal: bool = True              # temporal mixing never looks at later frames of the window
+    mixste: MixSTEConfig = field(default_factory=MixSTEConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    # Wrapper only: the pre-trained MixSTE checkpoint whose features condition the denoiser. Read
+    # once at training start (its weights then live in the Wrapper's own checkpoint).
+    conditioner_checkpoint: str = ""
+
+
+@dataclass
+class DiffusionConfig:
+    timesteps: int = 50              # T of the training schedule
+    max_beta: float = 0.5            # betas of the cosine schedule are clipped here
+    cosine_offset: float = 0.008     # s in alpha_bar(t) = cos^2((t/T + s)/(1 + s) * pi/2)
+    sampler: str = "ddim"            # ddim: respaced `steps`; ddpm: ancestral, all T steps
+    steps: int = 3                   # DDIM steps (1..timesteps)
+    hypotheses: int = 5              # H samples per window, batched
+    aggregation: str = "reproj"      # mean | median | reproj
+    eta: float = 0.0                 # DDIM stochasticity; 0 = deterministic given the noise
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    lr_factor: float = 0.5           # ReduceLROnPlateau on the validation MPJPE
+    lr_patience: int = 5
+    grad_clip: float = 1.0           # max gradient norm; 0 = off
+    samples_per_epoch: int = 0       # training windows drawn per epoch; 0 = one per window start
+    val_samples: int = 2048          # validation windows evaluated each epoch (fixed subset)
+    workers: int = 2                 # DataLoader worker processes
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        validate(self)
+
+
+# --- dict <-> dataclass -------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check `value` against a field annotation; ints are accepted where floats are expected."""
+    if dataclasses.is_dataclass(annotation):
+        return _from_dict(annotation, value, where)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected bool, got {_type_name(value)}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected int, got {_type_name(value)}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected float, got {_type_name(value)}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected str, got {_type_name(value)}")
+        return value
+    raise TypeError(f"{where}: unsupported annotation {annotation!r}")  # a bug here, not in YAML
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {_type_name(data)}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        path = f"{where}." if where else ""
+        raise ConfigError(f"unknown field {path}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(value, hints[name], f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict) -> ExperimentConfig:
+    """Build and validate an `ExperimentConfig` from a (possibly partial) nested dict.
+
+    Missing fields take their defaults; unknown fields, wrong types and out-of-range values raise
+    `ConfigError` naming the field path.
+    """
+    return _from_dict(ExperimentConfig, data, "")
+
+
+def to_dict(config: ExperimentConfig) -> dict:
+    """The nested plain-dict form (YAML/JSON/checkpoint safe)."""
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | os.PathLike) -> ExperimentConfig:
+    """Read a YAML experiment file; errors name the file and the field path."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
+    """Write the config as YAML atomically (the copy kept next to a training run)."""
+    from .atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+# --- value checks -------------------------------------------------------------------------
+
+
+def _require(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: {message}")
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Range and consistency checks that types alone do not express."""
+    d, m, df, t = config.data, config.model, config.diffusion, config.train
+    _require(d.window >= 1, "data.window", f"must be >= 1, got {d.window}")
+    _require(d.window_mode in WINDOW_MODES, "data.window_mode",
+             f"expected one of {WINDOW_MODES}, got {d.window_mode!r}")
+    _require(d.noise_px >= 0, "data.noise_px", f"must be >= 0, got {d.noise_px}")
+    _require(d.stride >= 1, "data.stride", f"must be >= 1, got {d.stride}")
+    _require(m.variant in VARIANTS, "model.variant", f"expected one of {VARIANTS}, got {m.variant!r}")
+    mx = m.mixste
+    for name in ("embed_dim", "depth", "heads"):
+        _require(getattr(mx, name) >= 1, f"model.mixste.{name}", "must be >= 1")
+    _require(mx.embed_dim % mx.heads == 0, "model.mixste.heads",
+             f"must divide embed_dim {mx.embed_dim}, got {mx.heads}")
+    _require(mx.mlp_ratio > 0, "model.mixste.mlp_ratio", "must be > 0")
+    for name in ("dropout", "drop_path"):
+        v = getattr(mx, name)
+        _require(0 <= v < 1, f"model.mixste.{name}", f"must be in [0, 1), got {v}")
+    dn = m.denoiser
+    for name in ("channels", "blocks", "pose_embedding_dim"):
+        _require(getattr(dn, name) >= 1, f"model.denoiser.{name}", "must be >= 1")
+    _require(dn.nonlocal_channels >= 0, "model.denoiser.nonlocal_channels", "must be >= 0")
+    _require(dn.time_embedding_dim >= 2 and dn.time_embedding_dim % 2 == 0,
+             "model.denoiser.time_embedding_dim", f"must be even and >= 2, got {dn.time_embedding_dim}")
+    _require(0 <= dn.dropout < 1, "model.denoiser.dropout", f"must be in [0, 1), got {dn.dropout}")
+    _require(df.timesteps >= 1, "diffusion.timesteps", "must be >= 1")
+    _require(0 < df.max_beta < 1, "diffusion.max_beta", f"must be in (0, 1), got {df.max_beta}")
+    _require(df.cosine_offset > 0, "diffusion.cosine_offset", "must be > 0")
+    _require(df.sampler in SAMPLERS, "diffusion.sampler", f"expected one of {SAMPLERS}, got {df.sampler!r}")
+    _require(1 <= df.steps <= df.timesteps, "diffusion.steps",
+             f"must be in 1..{df.timesteps} (timesteps), got {df.steps}")
+    _require(df.hypotheses >= 1, "diffusion.hypotheses", "must be >= 1")
+    _require(df.aggregation in AGGREGATIONS, "diffusion.aggregation",
+             f"expected one of {AGGREGATIONS}, got {df.aggregation!r}")
+    _require(0 <= df.eta <= 1, "diffusion.eta", f"must be in [0, 1], got {df.eta}")
+    for name in ("epochs", "batch_size"):
+        _require(getattr(t, name) >= 1, f"train.{name}", "must be >= 1")
+    _require(t.lr > 0, "train.lr", "must be > 0")
+    _require(t.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+    _require(0 < t.lr_factor < 1, "train.lr_factor", "must be in (0, 1)")
+    for name in ("lr_patience", "samples_per_epoch", "val_samples", "workers", "seed"):
+        _require(getattr(t, name) >= 0, f"train.{name}", "must be >= 0")
+    _require(t.grad_clip >= 0, "train.grad_clip", "must be >= 0")
