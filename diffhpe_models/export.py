@@ -1,0 +1,547 @@
+"""ONNX export of the whole run-time computation, its manifest, and the TensorRT engine build.
+
+One graph holds everything a frame needs (2D normalisation, conditioning features, all DDIM steps
+unrolled, aggregation): inputs `keypoints_px (P, L, 17, 2)`, `mask (P, L, 17)`,
+`image_wh (P, 2)`, `noise (P, H, L, 17, 3)`; outputs `pose3d_m (P, L, 17, 3)`,
+`spread_m (P, L, 17)`. Only the persons axis P is dynamic, so TensorRT builds one optimisation
+profile over P and everything else is static.
+
+Every exported file `F` gets a manifest `F.json` beside it (what it computes, with which settings,
+the sha256 of `F`, exporter versions). The runtime refuses a file whose manifest does not match
+its configuration or whose checksum is wrong (`read_manifest`, `check_expected`).
+
+torch, onnx and onnxruntime are imported inside the functions that need them, so that the runtime
+can read manifests without loading torch.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import tensorrt_ops
+from .atomic import atomic_write_bytes, atomic_write_json
+from .skeleton import JOINT_NAMES, NUM_JOINTS
+
+OPSET = 17
+PERSONS = "persons"  # name of the one dynamic axis (axis 0 of every input and output)
+INPUT_NAMES = ("keypoints_px", "mask", "image_wh", "noise")
+OUTPUT_NAMES = ("pose3d_m", "spread_m")
+MANIFEST_FORMAT = "diffhpe-export-v1"
+ENGINE_MANIFEST_FORMAT = "diffhpe-engine-v1"
+# Parity of ONNX Runtime against PyTorch (FP32), metres.
+PARITY_TOLERANCE_M = 1e-4
+# Default TensorRT optimisation profile over the persons axis.
+MIN_PERSONS, OPT_PERSONS, MAX_PERSONS = 1, 4, 16
+
+
+class ExportError(RuntimeError):
+    """The export (or an engine build) cannot produce a valid file."""
+
+
+class ManifestError(RuntimeError):
+    """A model file's manifest is missing, unreadable, or does not match the file or the config."""
+
+
+class TensorRTUnavailable(RuntimeError):
+    """TensorRT or a CUDA GPU is missing; `command` is the equivalent trtexec command line."""
+
+    def __init__(self, message: str, command: str):
+        super().__init__(f"{message}\nBuild the engine where TensorRT runs with:\n  {command}")
+        self.command = command
+
+
+# --- shapes and example inputs -------------------------------------------------------------
+
+
+def io_shapes(window: int, hypotheses: int, persons: int | str = PERSONS) -> dict[str, tuple]:
+    """Shapes of the graph's inputs and outputs, persons axis first (an int or the axis name)."""
+    return {
+        "keypoints_px": (persons, window, NUM_JOINTS, 2),
+        "mask": (persons, window, NUM_JOINTS),
+        "image_wh": (persons, 2),
+        "noise": (persons, hypotheses, window, NUM_JOINTS, 3),
+        "pose3d_m": (persons, window, NUM_JOINTS, 3),
+        "spread_m": (persons, window, NUM_JOINTS),
+    }
+
+
+def example_inputs(window: int, hypotheses: int, persons: int = 2, seed: int = 0,
+                   missing_rate: float = 0.1) -> dict[str, np.ndarray]:
+    """Plausible float32 inputs: a standing skeleton in a 640x480 image, jittered, some joints
+    missing (coordinate 0 and mask 0, as the contract says), standard normal noise."""
+    rng = np.random.default_rng(seed)
+    # Rough H36M-17 standing pose in pixels (x right, y down), centred near the image middle.
+    stand = np.array([
+        [320, 300], [300, 300], [300, 370], [300, 440], [340, 300], [340, 370], [340, 440],
+        [320, 260], [320, 220], [320, 200], [320, 180], [345, 225], [355, 265], [360, 300],
+        [295, 225], [285, 265], [280, 300]], dtype=np.float32)
+    kp = stand[None, None] + rng.normal(0.0, 5.0, (persons, window, NUM_JOINTS, 2))
+    kp += rng.uniform(-100, 100, (persons, 1, 1, 2))  # each person elsewhere in the image
+    mask = (rng.random((persons, window, NUM_JOINTS)) >= missing_rate).astype(np.float32)
+    kp = (kp * mask[..., None]).astype(np.float32)
+    image_wh = np.tile(np.array([[640.0, 480.0]], dtype=np.float32), (persons, 1))
+    noise = rng.standard_normal((persons, hypotheses, window, NUM_JOINTS, 3), dtype=np.float32)
+    return {"keypoints_px": kp, "mask": mask, "image_wh": image_wh, "noise": noise}
+
+
+# --- graph checks --------------------------------------------------------------------------
+
+
+def _dims(value_info) -> list[int | str | None]:
+    """Dims of an ONNX ValueInfo: int (static), str (symbolic), None (unknown)."""
+    out = []
+    for d in value_info.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return out
+
+
+def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
+    """Everything in `model` (an onnx.ModelProto) that would stop TensorRT 8.6 or our contract.
+
+    Checks: onnx.checker and strict shape inference pass; opset == 17 and only the default
+    domain; every op is in the onnx-tensorrt 8.6 operator list (`tensorrt_ops`) and none is
+    forbidden (Loop/If/Scan, random ops); inputs that TensorRT needs constant are constant; inputs
+    and outputs have a static shape except axis 0 named `persons`; no float64 tensors; the graph is
+    constant-folded: no node with only constant inputs, no Shape that reads only static dims
+    (the Constant->Shape->Gather chains that tracing leaves behind). Returns [] when all is well.
+    """
+    import onnx
+
+    problems: list[str] = []
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:  # onnx raises several error types; all mean "invalid model"
+        problems.append(f"onnx.checker: {e}")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
+                                                     data_prop=True)
+    except Exception as e:
+        problems.append(f"onnx shape inference: {e}")
+        inferred = model
+
+    for op in model.opset_import:
+        if op.domain in ("", "ai.onnx"):
+            if op.version != tensorrt_ops.MAX_OPSET:
+                problems.append(f"opset {op.version}, expected {tensorrt_ops.MAX_OPSET}")
+        else:
+            problems.append(f"operator domain {op.domain!r} (only the default ONNX domain)")
+
+    graph = inferred.graph
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    known = {vi.name: _dims(vi) for vi in [*graph.input, *graph.output, *graph.value_info]}
+
+    for node in graph.node:
+        label = f"node {node.name or '?'} ({node.op_type})"
+        if node.domain not in ("", "ai.onnx"):
+            problems.append(f"{label}: custom domain {node.domain!r}")
+        elif node.op_type not in tensorrt_ops.SUPPORTED_OPS:
+            problems.append(f"{label}: not supported by TensorRT {tensorrt_ops.TENSORRT_VERSION}")
+        if node.op_type in tensorrt_ops.FORBIDDEN_OPS:
+            problems.append(f"{label}: control flow or random op in a graph that must be a "
+                            "straight line")
+        for index in tensorrt_ops.CONSTANT_INPUTS.get(node.op_type, ()):
+            if index < len(node.input) and node.input[index] and node.input[index] not in constants:
+                problems.append(f"{label}: input {index} must be constant for TensorRT")
+        inputs = [i for i in node.input if i]
+        if node.op_type != "Constant" and inputs and all(i in constants for i in inputs):
+            problems.append(f"{label}: all inputs are constant (graph not constant-folded)")
+        if node.op_type == "Shape":
+            dims = known.get(node.input[0])
+            if dims is not None:
+                attrs = {a.name: a.i for a in node.attribute}
+                start, end = attrs.get("start", 0), attrs.get("end", len(dims))
+                read = dims[start:end]
+                if read and all(isinstance(d, int) for d in read):
+                    problems.append(f"{label}: reads only static dims {read} (not constant-folded)")
+
+    for vi in [*model.graph.input, *model.graph.output]:
+        dims = _dims(vi)
+        if not dims or dims[0] != persons:
+            problems.append(f"{vi.name}: axis 0 must be the dynamic axis {persons!r}, got {dims}")
+        others = dims[1:]
+        if not all(isinstance(d, int) and d > 0 for d in others):
+            problems.append(f"{vi.name}: only axis 0 may be dynamic, got dims {dims}")
+
+    for t in graph.initializer:
+        if t.data_type == onnx.TensorProto.DOUBLE:
+            problems.append(f"initializer {t.name}: float64 (TensorRT wants float32)")
+    for vi in [*graph.input, *graph.output, *graph.value_info]:
+        if vi.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE:
+            problems.append(f"tensor {vi.name}: float64 (TensorRT wants float32)")
+    return problems
+
+
+def interface_problems(model, window: int, hypotheses: int) -> list[str]:
+    """Differences between the graph's inputs/outputs and the contract (names, order, shapes)."""
+    shapes = io_shapes(window, hypotheses)
+    problems = []
+    for kind, values, names in (("input", model.graph.input, INPUT_NAMES),
+                                ("output", model.graph.output, OUTPUT_NAMES)):
+        got = [v.name for v in values]
+        if got != list(names):
+            problems.append(f"{kind}s are {got}, expected {list(names)}")
+            continue
+        for v in values:
+            if tuple(_dims(v)) != shapes[v.name]:
+                problems.append(f"{kind} {v.name}: shape {_dims(v)}, expected {shapes[v.name]}")
+            if v.type.tensor_type.elem_type != 1:  # TensorProto.FLOAT
+                problems.append(f"{kind} {v.name}: element type must be float32")
+    return problems
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, window: int, hypotheses: int,
+                         example_persons: int = 2):
+    """Trace `pipeline` (a LiftingPipeline in eval mode) into one ONNX graph at `onnx_path`.
+
+    The TorchScript-based exporter is used on purpose: it emits opset 17 natively (TensorRT 8.6's
+    limit), while the torch.export-based one starts at opset 18. The graph is then
+    constant-folded by onnxscript's optimizer and checked (`tensorrt_graph_problems`,
+    `interface_problems`); the file is written atomically only when the checks pass.
+    Returns the onnx.ModelProto.
+    """
+    import io
+
+    import onnx
+    import onnxscript.optimizer
+    import torch
+
+    ex = example_inputs(window, hypotheses, persons=example_persons)
+    args = tuple(torch.from_numpy(ex[n]) for n in INPUT_NAMES)
+    pipeline = pipeline.eval()
+    buffer = io.BytesIO()
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        # The legacy exporter warns that it is deprecated, and that traced shapes are constants
+        # (which is what we want: only the persons axis is dynamic).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            pipeline, args, buffer, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+            dynamic_axes={n: {0: PERSONS} for n in (*INPUT_NAMES, *OUTPUT_NAMES)},
+            opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    model = onnx.load_from_string(buffer.getvalue())
+    model = onnxscript.optimizer.optimize(model)
+    model.producer_name = "diffhpe_ros"
+    problems = tensorrt_graph_problems(model) + interface_problems(model, window, hypotheses)
+    if problems:
+        raise ExportError(f"{onnx_path}: the exported graph fails its checks:\n  "
+                          + "\n  ".join(problems))
+    atomic_write_bytes(onnx_path, model.SerializeToString())
+    return model
+
+
+def onnx_parity(pipeline, onnx_path: str | os.PathLike, window: int, hypotheses: int,
+                persons: int = 3, seed: int = 1) -> float:
+    """Max abs difference (metres) between ONNX Runtime (CPU, FP32) and PyTorch on the same inputs
+    and noise, over both outputs. Uses a persons count different from the export's example, so
+    the dynamic axis is exercised."""
+    import onnxruntime as ort
+    import torch
+
+    feeds = example_inputs(window, hypotheses, persons=persons, seed=seed)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(list(OUTPUT_NAMES), feeds)
+    with torch.inference_mode():
+        want = pipeline(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
+    return max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_path(model_path: str | os.PathLike) -> Path:
+    """The manifest of file `F` is `F.json` (e.g. `lifter.onnx.json`)."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".json")
+
+
+def exporter_versions() -> dict[str, str]:
+    """Versions of the tools that produced an exported file."""
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("diffhpe_ros", "torch", "onnx", "onnxscript", "onnxruntime", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def settings_from_config(config, steps: int, hypotheses: int, aggregation: str,
+                         fps: float) -> dict[str, Any]:
+    """The manifest fields that say what an exported graph computes (compared by the runtime).
+
+    `config` is the checkpoint's ExperimentConfig.
+    """
+    return {
+        "variant": config.model.variant,
+        "steps": int(steps),
+        "hypotheses": int(hypotheses),
+        "aggregation": aggregation,
+        "sampler": config.diffusion.sampler,
+        "window": int(config.data.window),
+        "window_mode": config.data.window_mode,
+        "fps": float(fps),
+        "joints": list(JOINT_NAMES),
+        # The 2D normalisation baked into the graph (camera.normalize_screen).
+        "normalisation": "u_n = u / w * 2 - 1, v_n = v / w * 2 - h / w",
+        "units": {"keypoints_px": "pixels", "pose3d_m": "metres, camera frame, root-relative",
+                  "spread_m": "metres"},
+    }
+
+
+def write_manifest(model_path: str | os.PathLike, fields: dict[str, Any]) -> Path:
+    """Write `F.json` for the file `F` with `fields` plus its sha256 and size (atomically)."""
+    model_path = Path(model_path)
+    manifest = dict(fields)
+    manifest["file"] = model_path.name
+    manifest["sha256"] = sha256_file(model_path)
+    manifest["bytes"] = model_path.stat().st_size
+    manifest["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds")
+    return atomic_write_json(manifest_path(model_path), manifest)
+
+
+def read_manifest(model_path: str | os.PathLike, verify_checksum: bool = True) -> dict[str, Any]:
+    """Load `F.json` and check that it describes `F` (format, file name, sha256).
+
+    Raises ManifestError naming the file and the problem.
+    """
+    model_path = Path(model_path)
+    mpath = manifest_path(model_path)
+    if not model_path.is_file():
+        raise ManifestError(f"{model_path}: model file not found")
+    if not mpath.is_file():
+        raise ManifestError(f"{mpath}: manifest not found (every exported file needs one; "
+                            "re-export with training/export.py)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ManifestError(f"{mpath}: unreadable manifest: {e}") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{mpath}: manifest must be a JSON object")
+    fmt = manifest.get("format")
+    if fmt not in (MANIFEST_FORMAT, ENGINE_MANIFEST_FORMAT):
+        raise ManifestError(f"{mpath}: format {fmt!r}, expected {MANIFEST_FORMAT!r} or "
+                            f"{ENGINE_MANIFEST_FORMAT!r}")
+    if manifest.get("file") != model_path.name:
+        raise ManifestError(f"{mpath}: describes {manifest.get('file')!r}, not {model_path.name!r}")
+    if verify_checksum:
+        actual = sha256_file(model_path)
+        if manifest.get("sha256") != actual:
+            raise ManifestError(f"{model_path}: sha256 {actual} does not match its manifest "
+                                f"({manifest.get('sha256')}): the file was changed or corrupted")
+    return manifest
+
+
+def check_expected(manifest: dict[str, Any], expected: dict[str, Any] | None,
+                   where: str = "model") -> None:
+    """Raise ManifestError listing every field of `expected` that the manifest contradicts."""
+    if not expected:
+        return
+    wrong = [f"{k}: file has {manifest.get(k)!r}, configuration wants {v!r}"
+             for k, v in expected.items() if manifest.get(k) != v]
+    if wrong:
+        raise ManifestError(f"{where}: manifest does not match the configuration:\n  "
+                            + "\n  ".join(wrong))
+
+
+@dataclass
+class ExportResult:
+    """An exported file (ONNX graph or TensorRT engine), its manifest's path and content."""
+
+    path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+
+def export_model(pipeline, config, out_path: str | os.PathLike, steps: int, hypotheses: int,
+                 aggregation: str, fps: float, source: dict[str, Any] | None = None,
+                 example_persons: int = 2) -> ExportResult:
+    """Export a built LiftingPipeline to `out_path` (.onnx) with its manifest; verify parity.
+
+    `config` is the model's ExperimentConfig; `source` is recorded as is (e.g. the checkpoint's
+    path and sha256). Raises ExportError if the graph fails its checks or ONNX Runtime differs
+    from PyTorch by more than PARITY_TOLERANCE_M.
+    """
+    out_path = Path(out_path)
+    window = int(config.data.window)
+    model = export_pipeline_onnx(pipeline, out_path, window, hypotheses, example_persons)
+    parity = onnx_parity(pipeline, out_path, window, hypotheses)
+    if not parity < PARITY_TOLERANCE_M:
+        out_path.unlink(missing_ok=True)
+        raise ExportError(f"{out_path}: ONNX Runtime differs from PyTorch by {parity:.3g} m "
+                          f"(> {PARITY_TOLERANCE_M} m); export discarded")
+    fields = {"format": MANIFEST_FORMAT}
+    fields.update(settings_from_config(config, steps, hypotheses, aggregation, fps))
+    fields.update({
+        "opset": OPSET,
+        "persons_axis": PERSONS,
+        "inputs": {n: list(io_shapes(window, hypotheses)[n]) for n in INPUT_NAMES},
+        "outputs": {n: list(io_shapes(window, hypotheses)[n]) for n in OUTPUT_NAMES},
+        "nodes": len(model.graph.node),
+        "parity_max_abs_diff_m": parity,
+        "source": source or {},
+        "exporter": exporter_versions(),
+    })
+    mpath = write_manifest(out_path, fields)
+    return ExportResult(out_path, mpath, read_manifest(out_path))
+
+
+def export_checkpoint(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
+                      steps: int | None = None, hypotheses: int | None = None,
+                      aggregation: str | None = None) -> ExportResult:
+    """Export a checkpoint's run-time computation (None = the checkpoint config's value)."""
+    from .checkpoint import build_pipeline, load_checkpoint
+
+    _, config, extra = load_checkpoint(checkpoint_path)
+    steps = config.diffusion.steps if steps is None else steps
+    hypotheses = config.diffusion.hypotheses if hypotheses is None else hypotheses
+    aggregation = config.diffusion.aggregation if aggregation is None else aggregation
+    pipeline = build_pipeline(checkpoint_path, steps, hypotheses, aggregation)
+    source = {"checkpoint": Path(checkpoint_path).name,
+              "checkpoint_sha256": sha256_file(checkpoint_path)}
+    return export_model(pipeline, config, out_path, steps, hypotheses, aggregation,
+                        fps=checkpoint_fps(extra), source=source)
+
+
+def checkpoint_fps(extra: dict[str, Any]) -> float:
+    """Frame rate the model was trained at (the dataset's), from a checkpoint's extra fields."""
+    return float(extra.get("fps", 30.0))
+
+
+# --- TensorRT ------------------------------------------------------------------------------
+
+
+def engine_path_for(onnx_path: str | os.PathLike, fp16: bool) -> Path:
+    """`lifter.onnx` -> `lifter.fp16.engine` / `lifter.fp32.engine`."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(f"{onnx_path.stem}.{'fp16' if fp16 else 'fp32'}.engine")
+
+
+def trtexec_command(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, window: int,
+                    hypotheses: int, fp16: bool, min_persons: int = MIN_PERSONS,
+                    opt_persons: int = OPT_PERSONS, max_persons: int = MAX_PERSONS) -> str:
+    """The trtexec command line that builds the same engine as `build_tensorrt_engine`."""
+    def shapes(p: int) -> str:
+        return ",".join(f"{n}:{'x'.join(map(str, io_shapes(window, hypotheses, p)[n]))}"
+                        for n in INPUT_NAMES)
+
+    parts = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
+    if fp16:
+        parts.append("--fp16")
+    parts += [f"--minShapes={shapes(min_persons)}", f"--optShapes={shapes(opt_persons)}",
+              f"--maxShapes={shapes(max_persons)}"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def gpu_name() -> str | None:
+    """Name of CUDA device 0 as torch reports it, or None without a usable GPU."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def import_tensorrt():
+    """`import tensorrt`, or None where it is not installed."""
+    try:
+        import tensorrt
+    except ImportError:
+        return None
+    return tensorrt
+
+
+def build_tensorrt_engine(onnx_path: str | os.PathLike, fp16: bool = False,
+                          engine_path: str | os.PathLike | None = None,
+                          min_persons: int = MIN_PERSONS, opt_persons: int = OPT_PERSONS,
+                          max_persons: int = MAX_PERSONS, workspace_mib: int = 1024,
+                          trt=None, device_name: str | None = None) -> ExportResult:
+    """Build a serialized TensorRT engine from an exported ONNX file, with its manifest.
+
+    The engine manifest copies the ONNX manifest's settings and adds the TensorRT version, the GPU
+    name, the precision, the persons profile and the ONNX file's sha256: engines only run on the
+    GPU model and TensorRT version they were built with. `trt` (default: `import tensorrt`) and
+    `device_name` (default: `gpu_name()`) exist so the logic can run against a stand-in.
+    Raises TensorRTUnavailable (carrying the trtexec command) when TensorRT or a GPU is missing.
+    """
+    onnx_path = Path(onnx_path)
+    onnx_manifest = read_manifest(onnx_path)
+    if onnx_manifest.get("format") != MANIFEST_FORMAT:
+        raise ExportError(f"{onnx_path}: not an exported ONNX file (manifest format "
+                          f"{onnx_manifest.get('format')!r})")
+    if not 1 <= min_persons <= opt_persons <= max_persons:
+        raise ValueError(f"persons profile must satisfy 1 <= min <= opt <= max, got "
+                         f"{min_persons}, {opt_persons}, {max_persons}")
+    window, hypotheses = onnx_manifest["window"], onnx_manifest["hypotheses"]
+    engine_path = Path(engine_path) if engine_path else engine_path_for(onnx_path, fp16)
+    command = trtexec_command(onnx_path, engine_path, window, hypotheses, fp16, min_persons,
+                              opt_persons, max_persons)
+    trt = trt or import_tensorrt()
+    if trt is None:
+        raise TensorRTUnavailable("TensorRT is not installed (`import tensorrt` failed).", command)
+    device_name = device_name or gpu_name()
+    if device_name is None:
+        raise TensorRTUnavailable("No CUDA GPU is visible to torch.", command)
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # required in 8.x, default in 10
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ExportError(f"{onnx_path}: TensorRT's ONNX parser failed:\n  " + "\n  ".join(errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name in INPUT_NAMES:
+        profile.set_shape(name, *(io_shapes(window, hypotheses, p)[name]
+                                  for p in (min_persons, opt_persons, max_persons)))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
+    atomic_write_bytes(engine_path, bytes(serialized))
+
+    fields = {k: v for k, v in onnx_manifest.items()
+              if k not in ("format", "file", "sha256", "bytes", "created_utc", "nodes")}
+    fields.update({
+        "format": ENGINE_MANIFEST_FORMAT,
+        "precision": "fp16" if fp16 else "fp32",
+        "tensorrt_version": str(trt.__version__),
+        "gpu": device_name,
+        "persons_profile": [min_persons, opt_persons, max_persons],
+        "onnx": {"file": onnx_path.name, "sha256": onnx_manifest["sha256"]},
+        "trtexec_equivalent": command,
+    })
+    mpath = write_manifest(engine_path, fields)
+    return ExportResult(engine_path, mpath, read_manifest(engine_path))
