@@ -1,0 +1,122 @@
+"""video_source: real video frames out as Image + CameraInfo, at the file's rate, with stamps."""
+import math
+import os
+import tempfile
+import time
+
+os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_log_"))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from diffhpe_ros.demo_videos import demo_video  # noqa: E402
+from diffhpe_ros.images import rgb_from_image_msg  # noqa: E402
+from diffhpe_ros.video_source import VideoSource, guess_intrinsics  # noqa: E402
+
+
+@pytest.fixture
+def ctx():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    context.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def pose2sim_video():
+    return demo_video("pose2sim", ".cache")
+
+
+def run_source(ctx, params, timeout_s=10.0):
+    """Start a VideoSource with `params`, collect (arrival_s, msg) of both topics until it ends."""
+    images, infos = [], []
+    sink = Node("sink", context=ctx)
+    sink.create_subscription(Image, "image", lambda m: images.append((time.monotonic(), m)),
+                             qos_profile_sensor_data)
+    sink.create_subscription(CameraInfo, "camera_info", lambda m: infos.append(m), qos_profile_sensor_data)
+    source = VideoSource(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(sink)
+    ex.add_node(source)
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and not (source.finished.is_set() and len(infos) == len(source.published)):
+        ex.spin_once(timeout_sec=0.01)
+    for _ in range(20):  # deliver what is still in flight
+        ex.spin_once(timeout_sec=0.01)
+    return source, images, infos
+
+
+def test_publishes_real_frames_at_file_rate(ctx, pose2sim_video):
+    path, _ = pose2sim_video
+    n = 24
+    source, images, infos = run_source(ctx, {"video_path": str(path), "max_frames": n, "scale": 0.5})
+    assert source.fps == pytest.approx(60.0)
+    assert len(source.published) == n and len(infos) == n
+    assert len(images) >= n - 2, "best-effort images: at most a couple lost in one process"
+
+    cap = cv2.VideoCapture(str(path))
+    frames = [cap.read()[1] for _ in range(n)]
+    by_stamp = dict(source.published)
+    for _, msg in images:
+        assert (msg.width, msg.height, msg.encoding) == (540, 960, "bgr8")
+        index = by_stamp[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec]
+        expected = cv2.resize(frames[index], (540, 960), interpolation=cv2.INTER_AREA)[..., ::-1]
+        assert np.array_equal(rgb_from_image_msg(msg), expected)
+
+    stamps_s = np.array([s for s, _ in source.published]) / 1e9
+    assert np.all(np.diff(stamps_s) > 0)
+    assert np.median(np.diff(stamps_s)) == pytest.approx(1 / 60, rel=0.15)
+    assert [i for _, i in source.published] == list(range(n))
+
+    # camera_info: same header as the image; default intrinsics are the 60 degree guess, scaled.
+    fx_expected = 1080 / (2 * math.tan(math.radians(30))) * 0.5
+    for info in infos:
+        assert (info.width, info.height) == (540, 960)
+        assert info.k[0] == pytest.approx(fx_expected) and info.k[4] == pytest.approx(fx_expected)
+        assert (info.k[2], info.k[5]) == (270.0, 480.0)
+        assert info.p[0] == info.k[0] and list(info.d) == [0.0] * 5
+    assert {(m.header.stamp.sec, m.header.stamp.nanosec) for _, m in images} <= {
+        (m.header.stamp.sec, m.header.stamp.nanosec) for m in infos}
+    source.destroy_node()
+
+
+def test_intrinsics_from_parameters_and_loop(ctx, tmp_path):
+    # A 5-frame, 30 fps video whose frame i is uniformly grey level 40*i: order is visible.
+    path = tmp_path / "five.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    source, images, infos = run_source(ctx, {
+        "video_path": str(path), "loop": True, "max_frames": 12, "rate_factor": 2.0,
+        "fx": 100.0, "cy": 20.0, "frame_id": "cam"})
+    assert [i for _, i in source.published] == [0, 1, 2, 3, 4] * 2 + [0, 1]
+    levels = [int(np.median(rgb_from_image_msg(m))) for _, m in images]
+    expected = [40 * i for _, i in source.published][: len(levels)]
+    assert np.allclose(levels, expected, atol=6) and len(levels) >= 10
+    # rate_factor 2: 60 frames a second from a 30 fps file
+    assert np.median(np.diff([s for s, _ in source.published])) / 1e9 == pytest.approx(1 / 60, rel=0.15)
+    info = infos[0]
+    assert info.header.frame_id == "cam"
+    assert (info.k[0], info.k[4], info.k[2], info.k[5]) == (100.0, 100.0, 32.0, 20.0)
+    source.destroy_node()
+
+
+def test_guess_and_bad_input(ctx, tmp_path):
+    fx, fy, cx, cy = guess_intrinsics(1000, 500, 90.0)
+    assert (fx, fy, cx, cy) == (pytest.approx(500.0), pytest.approx(500.0), 500.0, 250.0)
+    with pytest.raises(ValueError, match="fov_deg"):
+        guess_intrinsics(1000, 500, 180.0)
+    with pytest.raises(FileNotFoundError, match="video_path"):
+        VideoSource(context=ctx, parameter_overrides=[Parameter("video_path", value=str(tmp_path / "no.mp4"))])
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="junk.mp4"):
+        VideoSource(context=ctx, parameter_overrides=[Parameter("video_path", value=str(tmp_path / "junk.mp4"))])
