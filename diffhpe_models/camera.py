@@ -209,7 +209,7 @@ class CameraSampler:
         lo, hi = self.focal_over_width
         fx = w * (lo + (hi - lo) * u[7])
         fy = fx * (1 + self.pixel_aspect_jitter * (2 * u[8] - 1))
-        cx, cy = w / 2 + self.principal_jitter_frac * w * (2 * rng.random(2) - 1)
+        cx, cy = np.array([w, h]) / 2 + self.principal_jitter_frac * w * (2 * rng.random(2) - 1)
         return Camera(R=R, t=-R @ position, fx=float(fx), fy=float(fy), cx=float(cx),
                       cy=float(cy), width=int(w), height=int(h))
 
