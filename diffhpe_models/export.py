@@ -116,8 +116,8 @@ def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
     domain; every op is in the onnx-tensorrt 8.6 operator list (`tensorrt_ops`) and none is
     forbidden (Loop/If/Scan, random ops); inputs that TensorRT needs constant are constant; inputs
     and outputs have a static shape except axis 0 named `persons`; no float64 tensors; the graph is
-    constant-folded: no node with only constant inputs, no Shape that reads only static dims
-    (the Constant->Shape->Gather chains that tracing leaves behind). Returns [] when all is well.
+    constant-folded: no node with only constant inputs, no Shape that reads only static dims and
+    no Gather that picks static dims out of a Shape (the chains that tracing leaves behind). Returns [] when all is well.
     """
     import onnx
 
@@ -144,6 +144,8 @@ def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
     constants = {t.name for t in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     known = {vi.name: _dims(vi) for vi in [*graph.input, *graph.output, *graph.value_info]}
+    shape_reads = _shape_reads(graph, known)
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
 
     for node in graph.node:
         label = f"node {node.name or '?'} ({node.op_type})"
@@ -160,14 +162,16 @@ def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
         inputs = [i for i in node.input if i]
         if node.op_type != "Constant" and inputs and all(i in constants for i in inputs):
             problems.append(f"{label}: all inputs are constant (graph not constant-folded)")
-        if node.op_type == "Shape":
-            dims = known.get(node.input[0])
-            if dims is not None:
-                attrs = {a.name: a.i for a in node.attribute}
-                start, end = attrs.get("start", 0), attrs.get("end", len(dims))
-                read = dims[start:end]
-                if read and all(isinstance(d, int) for d in read):
-                    problems.append(f"{label}: reads only static dims {read} (not constant-folded)")
+        if node.op_type == "Shape" and node.output[0] in shape_reads:
+            read = shape_reads[node.output[0]]
+            if read and all(isinstance(d, int) for d in read):
+                problems.append(f"{label}: reads only static dims {read} (not constant-folded)")
+        if (node.op_type == "Gather" and node.input[0] in shape_reads
+                and node.input[1] in initializers):
+            picked = _picked_dims(shape_reads[node.input[0]], initializers[node.input[1]])
+            if all(isinstance(d, int) for d in picked):
+                problems.append(f"{label}: picks static dims {picked} from a Shape "
+                                "(not constant-folded)")
 
     for vi in [*model.graph.input, *model.graph.output]:
         dims = _dims(vi)
@@ -204,7 +208,214 @@ def interface_problems(model, window: int, hypotheses: int) -> list[str]:
     return problems
 
 
+def _static_persons(model, persons: int):
+    """A copy of `model` with the persons axis of its inputs fixed to `persons`, shapes inferred."""
+    import onnx
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for vi in [*fixed.graph.input, *fixed.graph.output]:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param == PERSONS:
+                d.dim_value = persons
+    del fixed.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+
+
+def _runtime_shapes(model, names: list[str], persons: int) -> dict[str, list[int]]:
+    """Shapes of the float32 tensors `names`, by running the graph in ONNX Runtime once."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                              for n in names)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    window = _dims(model.graph.input[0])[1]
+    hypotheses = _dims(model.graph.input[3])[1]
+    feeds = example_inputs(window, hypotheses, persons=persons)
+    values = session.run(names, {i.name: feeds[i.name] for i in model.graph.input})
+    return {n: list(v.shape) for n, v in zip(names, values)}
+
+
+def graph_flops(model, persons: int = 1) -> dict[str, Any]:
+    """Multiply-add FLOPs (2 per MAC) of one call of an exported graph, from its MatMul, Gemm,
+    Conv and Einsum nodes at a given persons count (shapes by ONNX shape inference).
+
+    Returns {"flops": int, "by_op": {op: flops}, "unknown": [nodes whose shapes were not
+    inferred]}. Element-wise work is not counted (small next to the matmuls here).
+    """
+    import onnx
+
+    inferred = _static_persons(model, persons)
+    graph = inferred.graph
+    shapes: dict[str, list] = {vi.name: _dims(vi) for vi in
+                               [*graph.input, *graph.output, *graph.value_info]}
+    shapes.update({t.name: list(t.dims) for t in graph.initializer})
+
+    def static(name):
+        dims = shapes.get(name)
+        return dims if dims is not None and all(isinstance(d, int) for d in dims) else None
+
+    counted = [n for n in graph.node if n.op_type in ("MatMul", "Gemm", "Conv", "Einsum")]
+    missing = {i for n in counted for i in [*n.input[:2], n.output[0]] if static(i) is None}
+    if missing:  # shape inference gave up somewhere (e.g. Expand to a computed shape): run it
+        shapes.update(_runtime_shapes(model, sorted(missing), persons))
+
+    by_op: dict[str, int] = {}
+    unknown = []
+    for node in graph.node:
+        if node.op_type not in ("MatMul", "Gemm", "Conv", "Einsum"):
+            continue
+        ins = [static(i) for i in node.input]
+        out = static(node.output[0])
+        if out is None or any(d is None for d in ins[:2]):
+            unknown.append(f"{node.name} ({node.op_type})")
+            continue
+        if node.op_type == "MatMul":
+            k = ins[0][-1]
+            flops = 2 * int(np.prod(out, dtype=np.int64)) * k
+        elif node.op_type == "Gemm":
+            trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
+            k = ins[0][0] if trans_a else ins[0][1]
+            flops = 2 * int(np.prod(out, dtype=np.int64)) * k
+        elif node.op_type == "Conv":
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            w = ins[1]  # (C_out, C_in / group, k...)
+            flops = 2 * int(np.prod(out, dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
+        else:  # Einsum: every index of the equation is looped over once
+            equation = onnx.helper.get_attribute_value(
+                next(a for a in node.attribute if a.name == "equation")).decode()
+            lhs = equation.split("->")[0].split(",")
+            sizes = {}
+            for term, dims in zip(lhs, ins):
+                for letter, size in zip(term.strip(), dims):
+                    sizes[letter] = size
+            flops = 2 * int(np.prod(list(sizes.values()), dtype=np.int64))
+        by_op[node.op_type] = by_op.get(node.op_type, 0) + flops
+    return {"flops": sum(by_op.values()), "by_op": by_op, "unknown": unknown}
+
+
 # --- export --------------------------------------------------------------------------------
+
+
+def simplify(model):
+    """onnxscript's constant folding (with shape inference: it also folds Shape/Size of static
+    dims) and its clean-up passes, on an onnx.ModelProto.
+
+    Not `onnxscript.optimizer.optimize`: its pattern rewrites (onnxscript 0.5.4) emit an opset-18
+    Split (`num_outputs`) into an opset-17 graph, which onnx.checker and TensorRT 8.6 reject.
+    """
+    import onnx_ir.passes.common as common_passes
+    from onnxscript import ir
+    from onnxscript.optimizer import fold_constants_ir
+
+    model_ir = ir.serde.deserialize_model(model)
+    fold_constants_ir(model_ir, onnx_shape_inference=True)
+    ir.passes.Sequential(
+        common_passes.RemoveUnusedNodesPass(),
+        common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        common_passes.DeduplicateInitializersPass(),
+        common_passes.CommonSubexpressionEliminationPass(),
+        common_passes.RemoveUnusedNodesPass(),
+    )(model_ir)
+    return ir.serde.serialize_model(model_ir)
+
+
+def _shape_reads(graph, known: dict[str, list]) -> dict[str, list]:
+    """For each Shape output: the dims of its input that it reads (int, symbolic str or None)."""
+    reads = {}
+    for node in graph.node:
+        if node.op_type == "Shape" and node.input[0] in known:
+            dims = known[node.input[0]]
+            attrs = {a.name: a.i for a in node.attribute}
+            reads[node.output[0]] = dims[attrs.get("start", 0):attrs.get("end", len(dims))]
+    return reads
+
+
+def _picked_dims(dims: list, index: np.ndarray) -> list:
+    """The entries of `dims` that a Gather with (possibly negative) `index` picks, flattened."""
+    return [dims[int(i)] for i in np.ravel(index)]
+
+
+def fold_static_shapes(model, max_rounds: int = 8):
+    """Replace `Gather(Shape(x), constant indices)` by a constant where the dims it picks are
+    static (by ONNX shape inference), then fold what became constant, until nothing changes.
+
+    Tracing turns every `x.shape[i]` into such a chain because the persons axis is dynamic; only
+    the picks of persons-dependent dims must stay in the graph.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    for _ in range(max_rounds):
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        graph = inferred.graph
+        known = {vi.name: _dims(vi) for vi in [*graph.input, *graph.output, *graph.value_info]}
+        reads = _shape_reads(graph, known)
+        constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        replaced = []
+        for node in model.graph.node:
+            if node.op_type != "Gather" or node.input[0] not in reads or node.input[1] not in constants:
+                continue
+            index = constants[node.input[1]]
+            picked = _picked_dims(reads[node.input[0]], index)
+            if all(isinstance(d, int) for d in picked):
+                value = np.asarray(picked, dtype=np.int64).reshape(index.shape)
+                model.graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+                replaced.append(node)
+        if not replaced:
+            break
+        for node in replaced:
+            model.graph.node.remove(node)
+        model = fold_constants(model)
+    return model
+
+
+def fold_constants(model):
+    """Evaluate (with onnx's reference evaluator) every node whose inputs are all constants,
+    replace it by initializers, and drop initializers nothing reads any more.
+
+    onnxscript's optimizer leaves some of these on purpose (ConstantOfShape, which it keeps as a
+    compact constant, and what depends on it); TensorRT would fold them too, but the graph we
+    check and ship should be exactly the computation, with nothing left over from tracing.
+    Nodes are in topological order (ONNX requires it), so one pass folds whole chains.
+    """
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    kept = []
+    for node in graph.node:
+        inputs = [i for i in node.input if i]
+        if not all(i in values for i in inputs):
+            kept.append(node)
+            continue
+        single = onnx.helper.make_model(
+            onnx.helper.make_graph(
+                [node], "fold", [], [onnx.helper.make_empty_tensor_value_info(o) for o in node.output],
+                initializer=[numpy_helper.from_array(values[i], i) for i in inputs]),
+            opset_imports=model.opset_import)
+        for name, value in zip(node.output, ReferenceEvaluator(single).run(None, {})):
+            values[name] = np.asarray(value)
+            graph.initializer.append(numpy_helper.from_array(values[name], name))
+    # Drop nodes (in reverse order, so chains go) and initializers that nothing reads any more.
+    outputs = {o.name for o in graph.output}
+    used = set(outputs)
+    live = []
+    for node in reversed(kept):
+        if any(o in used for o in node.output):
+            live.append(node)
+            used.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    unused = [t for t in graph.initializer if t.name not in used]
+    for t in unused:
+        graph.initializer.remove(t)
+    return model
 
 
 def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, window: int, hypotheses: int,
@@ -213,14 +424,13 @@ def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, window: int, hy
 
     The TorchScript-based exporter is used on purpose: it emits opset 17 natively (TensorRT 8.6's
     limit), while the torch.export-based one starts at opset 18. The graph is then
-    constant-folded by onnxscript's optimizer and checked (`tensorrt_graph_problems`,
+    constant-folded (`simplify`, `fold_constants`) and checked (`tensorrt_graph_problems`,
     `interface_problems`); the file is written atomically only when the checks pass.
     Returns the onnx.ModelProto.
     """
     import io
 
     import onnx
-    import onnxscript.optimizer
     import torch
 
     ex = example_inputs(window, hypotheses, persons=example_persons)
@@ -237,7 +447,7 @@ def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, window: int, hy
             dynamic_axes={n: {0: PERSONS} for n in (*INPUT_NAMES, *OUTPUT_NAMES)},
             opset_version=OPSET, do_constant_folding=True, dynamo=False)
     model = onnx.load_from_string(buffer.getvalue())
-    model = onnxscript.optimizer.optimize(model)
+    model = fold_static_shapes(fold_constants(simplify(model)))
     model.producer_name = "diffhpe_ros"
     problems = tensorrt_graph_problems(model) + interface_problems(model, window, hypotheses)
     if problems:
@@ -290,23 +500,26 @@ def exporter_versions() -> dict[str, str]:
     return versions
 
 
-def settings_from_config(config, steps: int, hypotheses: int, aggregation: str,
-                         fps: float) -> dict[str, Any]:
-    """The manifest fields that say what an exported graph computes (compared by the runtime).
+def pipeline_settings(pipeline, config, fps: float) -> dict[str, Any]:
+    """The manifest fields that say what a LiftingPipeline computes (compared by the runtime).
 
-    `config` is the checkpoint's ExperimentConfig.
+    `config` is the checkpoint's ExperimentConfig; the sampler settings are the pipeline's own
+    (which may override the config's steps/hypotheses/aggregation).
     """
+    diffusion = pipeline.diffusion
     return {
         "variant": config.model.variant,
-        "steps": int(steps),
-        "hypotheses": int(hypotheses),
-        "aggregation": aggregation,
-        "sampler": config.diffusion.sampler,
+        "steps": int(diffusion.steps),
+        "hypotheses": int(pipeline.hypotheses),
+        "aggregation": diffusion.aggregation,
+        "sampler": diffusion.sampler,
+        "eta": float(diffusion.eta),
         "window": int(config.data.window),
         "window_mode": config.data.window_mode,
+        "causal_model": bool(config.model.causal),
         "fps": float(fps),
         "joints": list(JOINT_NAMES),
-        # The 2D normalisation baked into the graph (camera.normalize_screen).
+        # The 2D normalisation inside the graph (camera.normalize_screen).
         "normalisation": "u_n = u / w * 2 - 1, v_n = v / w * 2 - h / w",
         "units": {"keypoints_px": "pixels", "pose3d_m": "metres, camera frame, root-relative",
                   "spread_m": "metres"},
@@ -378,30 +591,35 @@ class ExportResult:
     manifest: dict[str, Any]
 
 
-def export_model(pipeline, config, out_path: str | os.PathLike, steps: int, hypotheses: int,
-                 aggregation: str, fps: float, source: dict[str, Any] | None = None,
-                 example_persons: int = 2) -> ExportResult:
+def export_model(pipeline, config, out_path: str | os.PathLike, fps: float,
+                 source: dict[str, Any] | None = None, example_persons: int = 2) -> ExportResult:
     """Export a built LiftingPipeline to `out_path` (.onnx) with its manifest; verify parity.
 
-    `config` is the model's ExperimentConfig; `source` is recorded as is (e.g. the checkpoint's
-    path and sha256). Raises ExportError if the graph fails its checks or ONNX Runtime differs
-    from PyTorch by more than PARITY_TOLERANCE_M.
+    `config` is the model's ExperimentConfig, `fps` its training frame rate; `source` is recorded
+    as is (e.g. the checkpoint's name and sha256). Raises ExportError (and writes nothing) if the
+    sampler is stochastic, the graph fails its checks, or ONNX Runtime differs from PyTorch by
+    more than PARITY_TOLERANCE_M.
     """
     out_path = Path(out_path)
-    window = int(config.data.window)
+    settings = pipeline_settings(pipeline, config, fps)
+    if settings["eta"] > 0:
+        raise ExportError(f"{out_path}: the sampler draws fresh noise at every step (sampler "
+                          f"{settings['sampler']!r}, eta = {settings['eta']}); only a "
+                          "deterministic DDIM (eta = 0) exports, with its noise as an input")
+    window, hypotheses = settings["window"], settings["hypotheses"]
     model = export_pipeline_onnx(pipeline, out_path, window, hypotheses, example_persons)
     parity = onnx_parity(pipeline, out_path, window, hypotheses)
     if not parity < PARITY_TOLERANCE_M:
         out_path.unlink(missing_ok=True)
         raise ExportError(f"{out_path}: ONNX Runtime differs from PyTorch by {parity:.3g} m "
                           f"(> {PARITY_TOLERANCE_M} m); export discarded")
-    fields = {"format": MANIFEST_FORMAT}
-    fields.update(settings_from_config(config, steps, hypotheses, aggregation, fps))
+    shapes = io_shapes(window, hypotheses)
+    fields = {"format": MANIFEST_FORMAT, **settings}
     fields.update({
         "opset": OPSET,
         "persons_axis": PERSONS,
-        "inputs": {n: list(io_shapes(window, hypotheses)[n]) for n in INPUT_NAMES},
-        "outputs": {n: list(io_shapes(window, hypotheses)[n]) for n in OUTPUT_NAMES},
+        "inputs": {n: list(shapes[n]) for n in INPUT_NAMES},
+        "outputs": {n: list(shapes[n]) for n in OUTPUT_NAMES},
         "nodes": len(model.graph.node),
         "parity_max_abs_diff_m": parity,
         "source": source or {},
@@ -415,17 +633,15 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out_path: str | os.Pat
                       steps: int | None = None, hypotheses: int | None = None,
                       aggregation: str | None = None) -> ExportResult:
     """Export a checkpoint's run-time computation (None = the checkpoint config's value)."""
-    from .checkpoint import build_pipeline, load_checkpoint
+    from .checkpoint import load_checkpoint
+    from .lifter import LiftingPipeline
 
-    _, config, extra = load_checkpoint(checkpoint_path)
-    steps = config.diffusion.steps if steps is None else steps
-    hypotheses = config.diffusion.hypotheses if hypotheses is None else hypotheses
-    aggregation = config.diffusion.aggregation if aggregation is None else aggregation
-    pipeline = build_pipeline(checkpoint_path, steps, hypotheses, aggregation)
+    model, config, extra = load_checkpoint(checkpoint_path)
+    pipeline = LiftingPipeline(model, config, steps=steps, hypotheses=hypotheses,
+                               aggregation=aggregation)
     source = {"checkpoint": Path(checkpoint_path).name,
               "checkpoint_sha256": sha256_file(checkpoint_path)}
-    return export_model(pipeline, config, out_path, steps, hypotheses, aggregation,
-                        fps=checkpoint_fps(extra), source=source)
+    return export_model(pipeline, config, out_path, fps=checkpoint_fps(extra), source=source)
 
 
 def checkpoint_fps(extra: dict[str, Any]) -> float:

@@ -304,20 +304,17 @@ class Lifter:
 
 
 def _checkpoint_manifest(path: Path, steps, hypotheses, aggregation) -> tuple[Any, dict]:
-    """Build the pipeline from a checkpoint, and manifest-like settings for it."""
-    from .checkpoint import build_pipeline, load_checkpoint
+    """Build the pipeline of a checkpoint, and its manifest-like settings."""
+    from .checkpoint import load_checkpoint
+    from .lifter import LiftingPipeline
 
     try:
-        _, config, extra = load_checkpoint(path)
-    except Exception as e:
-        raise BackendError(f"{path}: cannot load checkpoint: {e}") from e
-    steps = config.diffusion.steps if steps is None else steps
-    hypotheses = config.diffusion.hypotheses if hypotheses is None else hypotheses
-    aggregation = config.diffusion.aggregation if aggregation is None else aggregation
-    pipeline = build_pipeline(path, steps, hypotheses, aggregation)
-    manifest = export.settings_from_config(config, steps, hypotheses, aggregation,
-                                           export.checkpoint_fps(extra))
-    return pipeline, manifest
+        model, config, extra = load_checkpoint(path)
+        pipeline = LiftingPipeline(model, config, steps=steps, hypotheses=hypotheses,
+                                   aggregation=aggregation)
+    except Exception as e:  # CheckpointError, ConfigError (bad steps/hypotheses), ...
+        raise BackendError(f"{path}: cannot build the lifter: {e}") from e
+    return pipeline, export.pipeline_settings(pipeline, config, export.checkpoint_fps(extra))
 
 
 def _cuda_available() -> bool:
