@@ -240,6 +240,21 @@ def test_mixed_occlusion_draws_several_patterns_and_noise_is_relative():
         assert 0.005 * size < err < 0.02 * size
 
 
+def test_mask_outside_image():
+    keep = dataset(train=False)
+    drop = dataset(train=False, mask_outside_image=True)
+    n_outside = 0
+    for i in range(len(keep)):
+        a, b = keep[i], drop[i]
+        uv, (w, h) = a["keypoints_px"], a["image_wh"]
+        outside = (uv[..., 0] < 0) | (uv[..., 0] >= w) | (uv[..., 1] < 0) | (uv[..., 1] >= h)
+        n_outside += outside.sum()
+        assert np.all(a["mask"] == 1)
+        np.testing.assert_array_equal(b["mask"], (~outside).astype(np.float32))
+        np.testing.assert_array_equal(a["keypoints_px"], b["keypoints_px"])
+    assert n_outside > 0  # the default cameras do cut people off now and then
+
+
 def test_bad_arguments_name_the_problem():
     seqs, fps = sequences()
     with pytest.raises(ValueError, match="'walk_a' must be"):
