@@ -18,6 +18,7 @@ import yaml
 VARIANTS = ("mixste", "diffhpe_2d", "diffhpe_wrapper")
 WINDOW_MODES = ("causal", "centred")
 SAMPLERS = ("ddim", "ddpm")
+PREDICTIONS = ("epsilon", "x0")
 AGGREGATIONS = ("mean", "median", "reproj")
 
 
@@ -32,10 +33,14 @@ class DataConfig:
     dataset: str = "data/mocap_h36m17.npz"
     window: int = 27                 # L frames per window
     window_mode: str = "causal"      # causal: target = last frame (live); centred: middle frame
-    occlusion: str = "random"        # occlusion pattern name (occlusion.py) or "none"
-    noise_px: float = 0.0            # std of Gaussian 2D noise added to visible keypoints, pixels
-    stride: int = 1                  # frame step between the starts of evaluation windows
-
+    occlusion: str = "mixed"         # occlusion pattern (occlusion.PATTERNS) or "mixed" (one per sample)
+    fps: float = 30.0                # frame rate the sequences are resampled to (the model's rate)
+    speed_min: float = 0.5           # training playback speed, log-uniform in [speed_min, speed_max]
+    speed_max: float = 2.0
+    flip_prob: float = 0.5           # training left/right mirror probability
+    noise_sigma_frac: float = 0.01   # detector-like 2D noise, std as a fraction of the person size
+    outlier_prob: float = 0.005      # probability of a keypoint being a gross outlier
+    stride: int = 1                  # frame step between the targets of validation windows
 
 @dataclass
 class MixSTEConfig:
@@ -77,6 +82,7 @@ class DiffusionConfig:
     timesteps: int = 50              # T of the training schedule
     max_beta: float = 0.5            # betas of the cosine schedule are clipped here
     cosine_offset: float = 0.008     # s in alpha_bar(t) = cos^2((t/T + s)/(1 + s) * pi/2)
+    prediction: str = "x0"           # the denoiser outputs x0 (few-step friendly) or epsilon (reference)
     sampler: str = "ddim"            # ddim: respaced `steps`; ddpm: ancestral, all T steps
     steps: int = 3                   # DDIM steps (1..timesteps)
     hypotheses: int = 5              # H samples per window, batched
@@ -208,7 +214,15 @@ def validate(config: ExperimentConfig) -> None:
     _require(d.window >= 1, "data.window", f"must be >= 1, got {d.window}")
     _require(d.window_mode in WINDOW_MODES, "data.window_mode",
              f"expected one of {WINDOW_MODES}, got {d.window_mode!r}")
-    _require(d.noise_px >= 0, "data.noise_px", f"must be >= 0, got {d.noise_px}")
+    from .occlusion import PATTERNS  # data module, earlier in the chain
+    _require(d.occlusion == "mixed" or d.occlusion in PATTERNS, "data.occlusion",
+             f"expected 'mixed' or one of {PATTERNS}, got {d.occlusion!r}")
+    _require(d.fps > 0, "data.fps", f"must be > 0, got {d.fps}")
+    _require(0 < d.speed_min <= d.speed_max, "data.speed_min",
+             f"need 0 < speed_min <= speed_max, got {d.speed_min}, {d.speed_max}")
+    _require(0 <= d.flip_prob <= 1, "data.flip_prob", f"must be in [0, 1], got {d.flip_prob}")
+    _require(d.noise_sigma_frac >= 0, "data.noise_sigma_frac", "must be >= 0")
+    _require(0 <= d.outlier_prob <= 1, "data.outlier_prob", "must be in [0, 1]")
     _require(d.stride >= 1, "data.stride", f"must be >= 1, got {d.stride}")
     _require(m.variant in VARIANTS, "model.variant", f"expected one of {VARIANTS}, got {m.variant!r}")
     mx = m.mixste
@@ -230,6 +244,8 @@ def validate(config: ExperimentConfig) -> None:
     _require(df.timesteps >= 1, "diffusion.timesteps", "must be >= 1")
     _require(0 < df.max_beta < 1, "diffusion.max_beta", f"must be in (0, 1), got {df.max_beta}")
     _require(df.cosine_offset > 0, "diffusion.cosine_offset", "must be > 0")
+    _require(df.prediction in PREDICTIONS, "diffusion.prediction",
+             f"expected one of {PREDICTIONS}, got {df.prediction!r}")
     _require(df.sampler in SAMPLERS, "diffusion.sampler", f"expected one of {SAMPLERS}, got {df.sampler!r}")
     _require(1 <= df.steps <= df.timesteps, "diffusion.steps",
              f"must be in 1..{df.timesteps} (timesteps), got {df.steps}")

@@ -1,0 +1,76 @@
+"""Aggregating H pose hypotheses into one pose, and their spread.
+
+All functions take hypotheses (P, H, L, J, 3) root-relative camera-frame metres and are written
+with batched tensor ops only (sort, argmin, gather), so they trace into an ONNX graph.
+
+`reproj` (per-joint reprojection selection, like D3DP's J-Agg) needs no ground truth: each
+hypothesis is fitted per frame to the visible 2D with a weak-perspective camera
+(camera.weak_perspective_fit: scale and 2D offset, so no root position is needed), and for every
+visible joint the hypothesis whose projection lands closest to the observed keypoint is kept.
+A missing joint has nothing to compare with, so it takes the mean of the hypotheses.
+"""
+from __future__ import annotations
+
+import torch
+
+from .camera import weak_perspective_fit
+from .config import AGGREGATIONS
+
+
+def aggregate_mean(hypotheses: torch.Tensor) -> torch.Tensor:
+    """(P, H, L, J, 3) -> (P, L, J, 3) average over hypotheses (the reference's "average")."""
+    return hypotheses.mean(dim=1)
+
+
+def aggregate_median(hypotheses: torch.Tensor) -> torch.Tensor:
+    """(P, H, L, J, 3) -> (P, L, J, 3) coordinate-wise median (mean of the 2 middle values for
+    even H). Via sort, which exports (TopK) where median does not everywhere."""
+    h = hypotheses.shape[1]
+    ordered = torch.sort(hypotheses, dim=1).values
+    if h % 2 == 1:
+        return ordered[:, h // 2]
+    return 0.5 * (ordered[:, h // 2 - 1] + ordered[:, h // 2])
+
+
+def reprojection_errors(hypotheses: torch.Tensor, uv_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(P, H, L, J) squared distance, in normalised screen units, between each hypothesis' joint
+    under its own per-frame weak-perspective fit and the observed 2D.
+
+    uv_n: (P, L, J, 2) normalised 2D (camera.normalize_screen); mask: (P, L, J), 1 = observed.
+    """
+    uv = uv_n.unsqueeze(1)
+    m = mask.unsqueeze(1).to(hypotheses.dtype).expand(hypotheses.shape[:-1])
+    scale, offset = weak_perspective_fit(hypotheses, uv, m)     # (P, H, L), (P, H, L, 2)
+    projected = scale[..., None, None] * hypotheses[..., :2] + offset.unsqueeze(-2)
+    return ((projected - uv) ** 2).sum(-1)
+
+
+def aggregate_reproj(hypotheses: torch.Tensor, uv_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(P, H, L, J, 3) -> (P, L, J, 3): per visible (frame, joint), the hypothesis that reprojects
+    closest to the input 2D; per missing joint, the mean of the hypotheses."""
+    errors = reprojection_errors(hypotheses, uv_n, mask)        # (P, H, L, J)
+    best = errors.argmin(dim=1, keepdim=True)                    # (P, 1, L, J)
+    index = best.unsqueeze(-1).expand(-1, -1, -1, -1, 3)
+    chosen = torch.gather(hypotheses, 1, index).squeeze(1)       # (P, L, J, 3)
+    visible = mask.to(hypotheses.dtype).unsqueeze(-1)
+    return visible * chosen + (1 - visible) * hypotheses.mean(dim=1)
+
+
+def spread(hypotheses: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """(P, H, L, J, 3), (P, L, J, 3) -> (P, L, J) metres: root-mean-square distance of the
+    hypotheses from the aggregated pose (0 for H = 1 with any aggregation here)."""
+    return ((hypotheses - pose.unsqueeze(1)) ** 2).sum(-1).mean(dim=1).sqrt()
+
+
+def aggregate(hypotheses: torch.Tensor, uv_n: torch.Tensor, mask: torch.Tensor,
+              method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, H, L, J, 3) hypotheses -> (pose (P, L, J, 3), spread_m (P, L, J)) by `method`."""
+    if method == "mean":
+        pose = aggregate_mean(hypotheses)
+    elif method == "median":
+        pose = aggregate_median(hypotheses)
+    elif method == "reproj":
+        pose = aggregate_reproj(hypotheses, uv_n, mask)
+    else:
+        raise ValueError(f"unknown aggregation {method!r}; expected one of {AGGREGATIONS}")
+    return pose, spread(hypotheses, pose)

@@ -1,0 +1,198 @@
+"""MixSTE, the GCN denoiser and the whole LiftingPipeline: shapes, causality, conditioning."""
+import dataclasses
+
+import pytest
+import torch
+
+from diffhpe_models.config import ConfigError, DenoiserConfig, MixSTEConfig, from_dict, load_config
+from diffhpe_models.denoiser import Denoiser
+from diffhpe_models.lifter import DiffHPE, LiftingPipeline, build_model
+from diffhpe_models.mixste import MixSTE
+
+L, J = 27, 17
+
+
+def _inputs(p=2, h=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    kp = torch.rand(p, L, J, 2, generator=g) * torch.tensor([640.0, 480.0])
+    mask = (torch.rand(p, L, J, generator=g) > 0.2).float()
+    wh = torch.tensor([[640.0, 480.0]]).repeat(p, 1)
+    noise = torch.randn(p, h, L, J, 3, generator=g)
+    return kp, mask, wh, noise
+
+
+def _trained_like(module, seed=1):
+    """Random non-zero weights everywhere (the zero-initialised heads would hide dependencies)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return module.eval()
+
+
+def test_mixste_shapes_and_features():
+    m = MixSTE(MixSTEConfig(embed_dim=16, depth=2, heads=2), L, causal=True).eval()
+    x = torch.randn(3, L, J, 2)
+    mask = torch.ones(3, L, J)
+    assert m(x, mask).shape == (3, L, J, 3)
+    assert m.features(x, mask).shape == (3, L, J, 16)
+    with pytest.raises(ValueError, match="x2d_n must be"):
+        m(torch.randn(3, L + 1, J, 2), torch.ones(3, L + 1, J))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_mixste_causal_mask(causal):
+    m = _trained_like(MixSTE(MixSTEConfig(embed_dim=16, depth=2, heads=2, drop_path=0.0), L, causal))
+    x = torch.randn(1, L, J, 2)
+    mask = torch.ones(1, L, J)
+    x2 = x.clone()
+    x2[:, 20:] += 1.0                      # change the future of frame 19
+    y1, y2 = m(x, mask), m(x2, mask)
+    unchanged = torch.allclose(y1[:, :20], y2[:, :20], atol=1e-5)
+    assert unchanged == causal
+    assert not torch.allclose(y1[:, 20:], y2[:, 20:])
+
+
+def test_missing_keypoints_are_zeroed_inside():
+    """A missing keypoint's coordinates must not matter (only mask = 0 does)."""
+    m = _trained_like(MixSTE(MixSTEConfig(embed_dim=16, depth=2, heads=2), L, True))
+    x = torch.randn(1, L, J, 2)
+    mask = torch.ones(1, L, J)
+    mask[0, 5, 3] = 0
+    x2 = x.clone()
+    x2[0, 5, 3] = 100.0
+    assert torch.allclose(m(x, mask), m(x2, mask), atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_denoiser_causal_and_shapes(causal):
+    cfg = DenoiserConfig(channels=16, blocks=2, nonlocal_channels=8, time_embedding_dim=16)
+    d = _trained_like(Denoiser(cfg, L, causal, timesteps=50, condition_channels=3, embed_pose=False))
+    cond = torch.randn(2, L, J, 3)
+    x = torch.randn(2, L, J, 3)
+    t = torch.tensor([3, 40])
+    enc = d.encode_condition(cond)
+    assert enc.shape == (J, 2, L, 16)
+    y1 = d(x, t, enc)
+    assert y1.shape == (2, L, J, 3)
+    x2 = x.clone()
+    x2[:, 15:] += 1.0
+    y2 = d(x2, t, enc)
+    assert torch.allclose(y1[:, :15], y2[:, :15], atol=1e-5) == causal
+    # The timestep and the condition both change the output.
+    assert not torch.allclose(d(x, torch.tensor([10, 10]), enc), d(x, torch.tensor([20, 20]), enc))
+    assert not torch.allclose(y1, d(x, t, d.encode_condition(cond + 1)))
+
+
+def test_denoiser_batch_is_independent():
+    """BatchNorm in eval and the grouped non-local block must not mix samples of a batch."""
+    cfg = DenoiserConfig(channels=16, blocks=2, nonlocal_channels=8, time_embedding_dim=16)
+    d = _trained_like(Denoiser(cfg, L, True, 50, 3, False))
+    x = torch.randn(4, L, J, 3)
+    cond = torch.randn(4, L, J, 3)
+    full = d(x, torch.tensor([7]), d.encode_condition(cond))
+    one = d(x[2:3], torch.tensor([7]), d.encode_condition(cond[2:3]))
+    assert torch.allclose(full[2:3], one, atol=1e-5)
+
+
+def test_reference_sizes():
+    """The reference config reproduces the published sizes (~3.2 M denoiser, ~0.54 M MixSTE)."""
+    cfg = load_config("training/configs/diffhpe_wrapper_reference.yaml")
+    model = build_model(cfg)
+    n_den = sum(p.numel() for p in model.denoiser.parameters())
+    n_mix = sum(p.numel() for p in model.mixste.parameters())
+    assert 3.1e6 < n_den < 3.3e6
+    assert 0.52e6 < n_mix < 0.56e6
+    assert cfg.model.denoiser.channels == 64 and cfg.model.denoiser.blocks == 16
+
+
+def test_shipped_default_is_small():
+    """The CPU default must be several times smaller than the reference."""
+    ref = build_model(load_config("training/configs/diffhpe_wrapper_reference.yaml"))
+    default = build_model(load_config("training/configs/diffhpe_wrapper.yaml"))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(default) * 4 < count(ref)
+
+
+def test_wrapper_mixste_is_frozen_and_stays_in_eval():
+    model = build_model(from_dict({"model": {"variant": "diffhpe_wrapper"}}))
+    model.train()
+    assert not model.mixste.training and model.denoiser.training
+    assert not any(p.requires_grad for p in model.mixste.parameters())
+    assert all(p.requires_grad for p in model.denoiser.parameters())
+
+
+@pytest.mark.parametrize("variant", ["mixste", "diffhpe_2d", "diffhpe_wrapper"])
+def test_pipeline_shapes_and_root(variant):
+    cfg = from_dict({"model": {"variant": variant}, "diffusion": {"steps": 2, "hypotheses": 3}})
+    pipe = LiftingPipeline(_trained_like(build_model(cfg)), cfg)
+    kp, mask, wh, noise = _inputs(p=2, h=3)
+    pose, spread = pipe(kp, mask, wh, noise)
+    assert pose.shape == (2, L, J, 3) and spread.shape == (2, L, J)
+    assert torch.all(pose[..., 0, :] == 0)          # root-relative
+    assert torch.isfinite(pose).all()
+    if variant == "mixste":
+        assert torch.all(spread == 0)
+    else:
+        assert torch.all(spread[..., 1:] > 0)
+
+
+def test_pipeline_people_are_independent_and_deterministic():
+    cfg = from_dict({"model": {"variant": "diffhpe_2d"}, "diffusion": {"steps": 3, "hypotheses": 4}})
+    pipe = LiftingPipeline(_trained_like(build_model(cfg)), cfg, aggregation="reproj")
+    kp, mask, wh, noise = _inputs(p=3, h=4)
+    pose, spread = pipe(kp, mask, wh, noise)
+    pose_b, _ = pipe(kp, mask, wh, noise)
+    assert torch.equal(pose, pose_b)                 # DDIM eta=0: a function of the noise
+    one, one_spread = pipe(kp[1:2], mask[1:2], wh[1:2], noise[1:2])
+    assert torch.allclose(one, pose[1:2], atol=1e-5)
+    assert torch.allclose(one_spread, spread[1:2], atol=1e-5)
+    other, _ = pipe(kp, mask, wh, torch.randn_like(noise))
+    assert not torch.allclose(other, pose)
+
+
+def test_pipeline_wrapper_computes_features_once_per_window():
+    cfg = from_dict({"model": {"variant": "diffhpe_wrapper"}, "diffusion": {"steps": 4, "hypotheses": 5}})
+    model = _trained_like(build_model(cfg))
+    calls = []
+    orig = model.mixste.features
+
+    def counted(*a):
+        calls.append(1)
+        return orig(*a)
+    model.mixste.features = counted
+    LiftingPipeline(model, cfg)(*_inputs(p=2, h=5))
+    assert len(calls) == 1
+
+
+def test_pipeline_refuses_bad_shapes_and_settings():
+    cfg = from_dict({"model": {"variant": "diffhpe_2d"}, "diffusion": {"hypotheses": 2}})
+    pipe = LiftingPipeline(build_model(cfg), cfg)
+    kp, mask, wh, noise = _inputs(p=1, h=3)
+    with pytest.raises(ValueError, match="noise must be"):
+        pipe(kp, mask, wh, noise)
+    with pytest.raises(ValueError, match="mask must be"):
+        pipe(kp, mask[:, :-1], wh, noise[:, :2])
+    with pytest.raises(ConfigError, match="diffusion.aggregation"):
+        LiftingPipeline(build_model(cfg), cfg, aggregation="best")
+    with pytest.raises(ConfigError, match="diffusion.steps"):
+        LiftingPipeline(build_model(cfg), cfg, steps=0)
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  denoiser:\n    blocks: four\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: model.denoiser.blocks: expected int, got str"):
+        load_config(bad)
+    bad.write_text("model:\n  denoiser:\n    blockz: 4\n")
+    with pytest.raises(ConfigError, match=r"unknown field model.denoiser.blockz"):
+        load_config(bad)
+    bad.write_text("train: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"train: expected a mapping"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    cfg = from_dict({"train": {"lr": 1}})
+    assert isinstance(cfg.train.lr, float)
+    with pytest.raises(ConfigError, match="model.variant"):
+        dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant="vit"))
