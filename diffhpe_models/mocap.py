@@ -390,3 +390,15 @@ def load_sources(archives: dict[str, Path]) -> list[MocapSequence]:
     for _label, task in source_tasks(archives):
         out.extend(task())
     return out
+
+
+def dataset_inputs(sequences: list[MocapSequence]) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """(arrays, per-sequence metadata) for `dataset.save_dataset`."""
+    arrays, meta = {}, {}
+    for s in sequences:
+        if s.key in arrays:
+            raise ValueError(f"duplicate sequence key {s.key!r}")
+        arrays[s.key] = s.positions_m
+        meta[s.key] = {"fps": s.fps, "source": s.source, "split": s.split,
+                       "first_frame": s.first_frame, "fps_assumed": s.fps_assumed, **s.notes}
+    return arrays, meta
