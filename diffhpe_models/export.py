@@ -146,6 +146,10 @@ def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
     known = {vi.name: _dims(vi) for vi in [*graph.input, *graph.output, *graph.value_info]}
     shape_reads = _shape_reads(graph, known)
     initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:  # Constant nodes count as constants too (an unfolded trace has them)
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and value is not None:
+            initializers[node.output[0]] = onnx.numpy_helper.to_array(value)
 
     for node in graph.node:
         label = f"node {node.name or '?'} ({node.op_type})"
@@ -675,11 +679,14 @@ def trtexec_command(onnx_path: str | os.PathLike, engine_path: str | os.PathLike
 
 
 def gpu_name() -> str | None:
-    """Name of CUDA device 0 as torch reports it, or None without a usable GPU."""
+    """Name of CUDA device 0 as torch reports it, or None without a usable GPU. Without torch,
+    a Jetson's board name (device tree) stands in, so engines can be built there without torch."""
     try:
         import torch
     except ImportError:
-        return None
+        model = Path("/proc/device-tree/model")
+        text = model.read_bytes().decode(errors="replace").strip("\x00 \n") if model.exists() else ""
+        return text if "NVIDIA" in text or "Jetson" in text else None
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
@@ -747,7 +754,13 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, fp16: bool = False,
     if serialized is None:
         raise ExportError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
     atomic_write_bytes(engine_path, bytes(serialized))
+    return _write_engine_manifest(engine_path, onnx_path, onnx_manifest, fp16, trt, device_name,
+                                  (min_persons, opt_persons, max_persons), command)
 
+
+def _write_engine_manifest(engine_path: Path, onnx_path: Path, onnx_manifest: dict, fp16: bool,
+                           trt, device_name: str, profile: tuple[int, int, int],
+                           command: str) -> ExportResult:
     fields = {k: v for k, v in onnx_manifest.items()
               if k not in ("format", "file", "sha256", "bytes", "created_utc", "nodes")}
     fields.update({
@@ -755,9 +768,39 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, fp16: bool = False,
         "precision": "fp16" if fp16 else "fp32",
         "tensorrt_version": str(trt.__version__),
         "gpu": device_name,
-        "persons_profile": [min_persons, opt_persons, max_persons],
+        "persons_profile": list(profile),
         "onnx": {"file": onnx_path.name, "sha256": onnx_manifest["sha256"]},
         "trtexec_equivalent": command,
     })
     mpath = write_manifest(engine_path, fields)
     return ExportResult(engine_path, mpath, read_manifest(engine_path))
+
+
+def register_engine(engine_path: str | os.PathLike, onnx_path: str | os.PathLike, fp16: bool,
+                    trt=None, device_name: str | None = None) -> ExportResult:
+    """Write the manifest of an engine built outside Python (trtexec) from an exported ONNX file.
+
+    The engine is deserialized with this machine's TensorRT first (so a manifest is only written
+    for an engine that loads here), and its persons profile is read from it.
+    """
+    engine_path, onnx_path = Path(engine_path), Path(onnx_path)
+    onnx_manifest = read_manifest(onnx_path)
+    trt = trt or import_tensorrt()
+    device_name = device_name or gpu_name()
+    command = trtexec_command(onnx_path, engine_path, onnx_manifest["window"],
+                              onnx_manifest["hypotheses"], fp16)
+    if trt is None or device_name is None:
+        raise TensorRTUnavailable("registering an engine needs TensorRT and a CUDA GPU here",
+                                  command)
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+    if engine is None:
+        raise ExportError(f"{engine_path}: TensorRT {trt.__version__} cannot deserialize it "
+                          "(built by another TensorRT version or for another GPU?)")
+    names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+    if names != set(INPUT_NAMES) | set(OUTPUT_NAMES):
+        raise ExportError(f"{engine_path}: engine tensors {sorted(names)} are not the exported "
+                          f"graph's {sorted(INPUT_NAMES + OUTPUT_NAMES)}")
+    profile = tuple(int(engine.get_tensor_profile_shape(INPUT_NAMES[0], 0)[k][0]) for k in range(3))
+    return _write_engine_manifest(engine_path, onnx_path, onnx_manifest, fp16, trt, device_name,
+                                  profile, command)
