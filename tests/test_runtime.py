@@ -1,0 +1,121 @@
+"""runtime.load_lifter / Lifter.lift on the torch and onnxruntime backends (real, CPU)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from diffhpe_models import export
+from diffhpe_models.export import ManifestError
+from diffhpe_models.runtime import BackendError, load_lifter
+
+
+def _inputs(persons, seed=0):
+    ex = export.example_inputs(27, 3, persons=persons, seed=seed)
+    return ex["keypoints_px"], ex["mask"], ex["image_wh"]
+
+
+@pytest.fixture(scope="module")
+def onnx_lifter(tiny_onnx):
+    return load_lifter(tiny_onnx, intra_op_threads=1)
+
+
+def test_onnx_lifter_attributes_and_output(onnx_lifter):
+    lifter = onnx_lifter
+    assert lifter.backend_name == "onnxruntime"
+    assert (lifter.window, lifter.hypotheses, lifter.steps) == (27, 3, 2)
+    assert (lifter.fps, lifter.mode) == (30.0, "causal")
+    pose, spread = lifter.lift(*_inputs(3))
+    assert pose.shape == (3, 27, 17, 3) and spread.shape == (3, 27, 17)
+    assert pose.dtype == np.float32 and spread.dtype == np.float32
+    assert np.isfinite(pose).all() and (spread >= 0).all() and spread.max() > 0
+    np.testing.assert_allclose(pose[:, :, 0], 0.0, atol=1e-6)  # root-relative
+
+
+def test_torch_and_onnxruntime_agree_with_the_same_seed(tiny_checkpoint, tiny_onnx):
+    torch_lifter = load_lifter(tiny_checkpoint, seed=7)
+    ort_lifter = load_lifter(tiny_onnx, seed=7)
+    assert torch_lifter.backend_name == "torch"
+    assert torch_lifter.manifest["steps"] == ort_lifter.steps
+    for persons in (1, 4):
+        a, b = torch_lifter.lift(*_inputs(persons)), ort_lifter.lift(*_inputs(persons))
+        for x, y in zip(a, b):
+            assert np.abs(x - y).max() < 1e-4
+
+
+def test_checkpoint_overrides_of_steps_and_hypotheses(tiny_checkpoint):
+    lifter = load_lifter(tiny_checkpoint, steps=1, hypotheses=5)
+    assert (lifter.steps, lifter.hypotheses) == (1, 5)
+    assert lifter.lift(*_inputs(2))[0].shape == (2, 27, 17, 3)
+    with pytest.raises(BackendError, match="steps"):
+        load_lifter(tiny_checkpoint, steps=0)
+
+
+def test_noise_fresh_fixed_and_seeded(tiny_onnx):
+    fresh = load_lifter(tiny_onnx, seed=1)
+    buffer = fresh._noise
+    first, second = fresh.lift(*_inputs(2)), fresh.lift(*_inputs(2))
+    assert np.abs(first[0] - second[0]).max() > 1e-5     # new noise each call
+    assert fresh._noise is buffer                        # drawn into the preallocated buffer
+    again = load_lifter(tiny_onnx, seed=1).lift(*_inputs(2))
+    np.testing.assert_array_equal(again[0], first[0])    # same seed, same first call
+    fixed = load_lifter(tiny_onnx, seed=1, fixed_noise=True)
+    np.testing.assert_array_equal(fixed.lift(*_inputs(2))[0], fixed.lift(*_inputs(2))[0])
+    # More persons than preallocated: the buffer grows, earlier rows keep their noise.
+    small = load_lifter(tiny_onnx, seed=1, max_persons=2, fixed_noise=True)
+    before = small.lift(*_inputs(2))[0]
+    pose, _ = small.lift(*[np.concatenate([a, a]) for a in _inputs(2)])
+    assert small.max_persons == 4
+    np.testing.assert_allclose(pose[:2], before, atol=1e-6)
+
+
+def test_bad_inputs_raise_clear_errors(onnx_lifter):
+    kp, mask, wh = _inputs(2)
+    with pytest.raises(ValueError, match=r"keypoints_px: expected shape \(P, 27, 17, 2\)"):
+        onnx_lifter.lift(kp[:, :26], mask, wh)
+    with pytest.raises(ValueError, match=r"mask: expected shape \(2, 27, 17\)"):
+        onnx_lifter.lift(kp, mask[:1], wh)
+    with pytest.raises(ValueError, match="image_wh: expected shape"):
+        onnx_lifter.lift(kp, mask, wh[:, :1])
+    with pytest.raises(ValueError, match="image sizes must be positive"):
+        onnx_lifter.lift(kp, mask, np.zeros(2))
+    bad = kp.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        onnx_lifter.lift(bad, mask, wh)
+    # One image size for all persons, float64 input: accepted.
+    pose, _ = onnx_lifter.lift(kp.astype(np.float64), mask, np.array([640, 480]))
+    assert pose.shape == (2, 27, 17, 3)
+    empty = onnx_lifter.lift(kp[:0], mask[:0], wh[:0])
+    assert empty[0].shape == (0, 27, 17, 3) and empty[1].shape == (0, 27, 17)
+
+
+def test_load_time_errors(tiny_checkpoint, tiny_onnx, tmp_path):
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        load_lifter(tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="backend 'tflite'"):
+        load_lifter(tiny_onnx, backend="tflite")
+    with pytest.raises(BackendError, match="needs the .pt checkpoint"):
+        load_lifter(tiny_onnx, backend="torch")
+    with pytest.raises(BackendError, match="export it"):
+        load_lifter(tiny_checkpoint, backend="onnxruntime")
+    with pytest.raises(ManifestError, match="hypotheses: file has 3, configuration wants 5"):
+        load_lifter(tiny_onnx, expected={"hypotheses": 5, "window": 27})
+    with pytest.raises(ManifestError, match="window_mode: file has 'causal'"):
+        load_lifter(tiny_checkpoint, expected={"window_mode": "centred"})
+    assert load_lifter(tiny_onnx, expected={"hypotheses": 3, "fps": 30.0}).hypotheses == 3
+
+    # A graph whose bytes are garbage but whose manifest is consistent: onnxruntime refuses it
+    # at load time, not at the first frame.
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    manifest = json.loads(export.manifest_path(tiny_onnx).read_text())
+    manifest.update(file="broken.onnx", sha256=export.sha256_file(broken))
+    export.manifest_path(broken).write_text(json.dumps(manifest))
+    with pytest.raises(BackendError, match="onnxruntime could not load"):
+        load_lifter(broken)
+    corrupt_ckpt = tmp_path / "corrupt.pt"
+    corrupt_ckpt.write_bytes(b"garbage")
+    with pytest.raises(BackendError, match="cannot build the lifter"):
+        load_lifter(corrupt_ckpt)
