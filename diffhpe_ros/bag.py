@@ -92,6 +92,8 @@ class BagRecorder(Node):
                 return self.path
             self._closed = True
             self._writer.close()
+        if not any(self.counts.values()):
+            self.get_logger().warning(f"bag {self.path}: no message was recorded")
         staged = self._tmp_parent / self.path.name
         old = None
         if self.path.exists():
@@ -103,7 +105,8 @@ class BagRecorder(Node):
         return self.path
 
     def destroy_node(self) -> None:
-        self.close()
+        if hasattr(self, "_closed"):  # absent when __init__ failed
+            self.close()
         super().destroy_node()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseArray
 from rclpy.executors import ExternalShutdownException
@@ -48,6 +49,9 @@ class DetectorNode(Node):
             min_detection_confidence=p["min_detection_confidence"],
             min_tracking_confidence=p["min_tracking_confidence"],
             static_image_mode=p["static_image_mode"])
+        # MediaPipe builds its graph on the first frame (~0.3 s): do it now, not on the camera's
+        # first frame, so that the first keypoints are as fresh as the later ones.
+        self._detector.detect(np.zeros((64, 64, 3), np.uint8))
         self._throttle_s = float(p["warning_throttle_s"])
         self.frames = 0
         self.bad_images = 0
@@ -70,7 +74,9 @@ class DetectorNode(Node):
         self.frames += 1
 
     def destroy_node(self) -> None:
-        self._detector.close()
+        if getattr(self, "_detector", None) is not None:  # absent when __init__ failed
+            self._detector.close()
+            self._detector = None
         super().destroy_node()
 
 

@@ -96,8 +96,9 @@ class BagReplay(Node):
             self.sent[m.topic] += 1
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
+        if hasattr(self, "_thread"):  # absent when __init__ failed
+            self._stop.set()
+            self._thread.join(timeout=2.0)
         super().destroy_node()
 
 

@@ -139,7 +139,8 @@ class VideoSource(Node):
         self.get_logger().info(f"published {self._sent} frames; done")
 
     def destroy_node(self) -> None:
-        self._capture.release()
+        if getattr(self, "_capture", None) is not None:  # absent when __init__ failed
+            self._capture.release()
         super().destroy_node()
 
 
