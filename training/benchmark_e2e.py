@@ -129,9 +129,13 @@ def tile_persons(points, conf, image_wh, persons: int):
 
 # --- one measurement -----------------------------------------------------------------------
 
-def start_lifter(model: str, backend: str, env: dict, extra: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "diffhpe_ros.lifter_node", "--ros-args",
-           "-p", f"model_path:={model}", "-p", f"backend:={backend}",
+def start_lifter(model: str, backend: str, params_file: Path | None, env: dict,
+                 extra: list[str]) -> subprocess.Popen:
+    """`python -m diffhpe_ros.lifter_node` with the deployed parameters file, then ours."""
+    cmd = [sys.executable, "-m", "diffhpe_ros.lifter_node", "--ros-args"]
+    if params_file is not None and params_file.is_file():
+        cmd += ["--params-file", str(params_file)]
+    cmd += ["-p", f"model_path:={model}", "-p", f"backend:={backend}",
            "-p", "keypoint_format:=mediapipe33", "-p", "max_output_rate_hz:=0.0"]
     for e in extra:
         cmd += ["-p", e]
@@ -256,6 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=20.0, help="measured seconds per row")
     ap.add_argument("--bag", type=Path, default=None, help="take the keypoints from this bag")
     ap.add_argument("--cache", type=Path, default=Path(".cache"))
+    ap.add_argument("--params", type=Path, default=Path("config/lifter.yaml"),
+                    help="lifter parameters file (used when it exists)")
     ap.add_argument("--lifter-param", action="append", default=[], metavar="NAME:=VALUE",
                     help="extra lifter parameter (repeatable)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -279,7 +285,7 @@ def main(argv=None) -> int:
     rows = []
     for persons in a.persons:
         track_p, track_c = tile_persons(points, conf, image_wh, persons)
-        proc = start_lifter(a.model, a.backend, env, a.lifter_param)
+        proc = start_lifter(a.model, a.backend, a.params, env, a.lifter_param)
         try:
             rows.append(measure(track_p, track_c, image_wh, intrinsics, a.rate, a.warmup, a.duration, proc))
         finally:
