@@ -43,3 +43,15 @@ def test_failure_keeps_old_file_and_removes_temp(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "bad.json", {"x": float("nan")})
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_new_files_get_umask_mode_and_replaced_files_keep_theirs(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "new.txt", "x")
+        assert p.stat().st_mode & 0o777 == 0o644
+        os.chmod(p, 0o600)
+        atomic_write_text(p, "y")
+        assert p.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(mask)
