@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffhpe_models.camera import Camera, CameraSampler, project
+from diffhpe_models.camera import Camera, project
 from diffhpe_models.skeleton import FLIP_PERMUTATION, NUM_JOINTS, PARENTS
 from diffhpe_models.windows import (WindowDataset, extract_window, resample_sequence,
                                     window_bounds)
