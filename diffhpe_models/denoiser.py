@@ -4,12 +4,17 @@ Reference structure (DiffHPE, after CSDI/DePOSit): a 1x1 input projection, `bloc
 blocks with skip connections, a zero-initialised head. Each block adds a projection of the
 timestep embedding, then mixes frames (temporal graph conv, per-joint L x L weights), channels
 (feature graph conv, per-joint C x C weights) and body parts (grouped graph non-local block).
-Graph convs are "decoupled pre-aggregation": W[0] for the joint itself, W[1] for its neighbours,
-aggregated with the row-normalised (A + I) of the kinematic tree.
+Graph convs have separate weights for the joint itself (W[0]) and its neighbours (W[1]), with the
+row-normalised (A + I) of the kinematic tree as aggregation weights. We aggregate the neighbours
+first and then apply the receiving joint's W[1] (the reference applies the sending joint's
+weights, then aggregates): the same parameter count, but one matmul per weight instead of a
+matmul, a split and three element-wise passes, which dominated the CPU run time.
 
-Layout: internally (J, B, L, C) so that every per-joint weight is one batched matmul with the
-joint as the batch dimension, with no transposes in the hot path. Everything is matmul/elementwise
-(no Python loops over joints, frames or hypotheses) so it exports to ONNX as a flat graph.
+Layout: internally (J, L, B, C), so that every per-joint weight is one batched matmul with the
+joint as the batch dimension and (B, C) or (L, B) contiguous behind it, with no transposes in
+the hot path. In eval mode every BatchNorm is folded into the weights of the conv before it.
+Everything is matmul/elementwise (no Python loops over joints, frames or hypotheses) so it
+exports to ONNX as a flat graph.
 
 Conditioning. The input projection of [x_t, condition] is split in two: the condition part is
 computed once per window (`encode_condition`) and reused by every denoising step and hypothesis;
@@ -31,12 +36,16 @@ from .config import DenoiserConfig
 from .skeleton import BODY_PARTS, NUM_JOINTS, adjacency
 
 
-class AxisBatchNorm(nn.BatchNorm1d):
-    """BatchNorm over the channel axis `axis` of a tensor of any rank.
+def linear_rows(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)` computed on x flattened to rows, so that it exports as one Gemm (bias fused)
+    rather than MatMul + a broadcast Add."""
+    return F.linear(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias).reshape(
+        *x.shape[:-1], layer.out_features)
 
-    In eval mode it is the folded per-channel affine (one Mul and one Add in an exported graph,
-    no transposes); in training it normalises with batch statistics like nn.BatchNorm1d.
-    """
+
+class AxisBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the channel axis `axis` of a tensor of any rank (training statistics like
+    nn.BatchNorm1d). In eval mode the convs fold it into their weights (`folded()`)."""
 
     def __init__(self, num_features: int, axis: int):
         super().__init__(num_features)
@@ -47,13 +56,17 @@ class AxisBatchNorm(nn.BatchNorm1d):
             raise ValueError(f"AxisBatchNorm expects >= 2 dims, got {input.dim()}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return super().forward(x.movedim(self.axis, 1)).movedim(1, self.axis)
-        shape = [1] * x.dim()
-        shape[self.axis] = -1
+        if not self.training:
+            scale, shift = self.folded()
+            shape = [1] * x.dim()
+            shape[self.axis] = -1
+            return x * scale.view(shape) + shift.view(shape)
+        return super().forward(x.movedim(self.axis, 1)).movedim(1, self.axis)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode BN as y = x * scale + shift per channel."""
         scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        shift = self.bias - self.running_mean * scale
-        return x * scale.view(shape) + shift.view(shape)
+        return scale, self.bias - self.running_mean * scale
 
 
 def _graph_weights(num_joints: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,13 +78,47 @@ def _graph_weights(num_joints: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.diagonal(a).clone(), a * (1 - eye)
 
 
-def _init_decoupled(weight: nn.Parameter, bias: nn.Parameter, fan_in: int, fan_out: int) -> None:
-    bound = 1.414 * math.sqrt(6.0 / (fan_in + fan_out))   # xavier-uniform, gain sqrt(2)
-    nn.init.uniform_(weight, -bound, bound)
-    nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+class _GraphConv(nn.Module):
+    """Shared parts of the two graph convs: W[2, J, n_in, n_out], bias, BN, ReLU, Dropout.
+
+    y[j] = a_jj W[0, j]^T x[j] + W[1, j]^T sum_k a_jk x[k] (+ bias), then BN over the output
+    axis; `weights()` returns the two per-joint matrices with a_jj and, in eval, BN folded in.
+    """
+
+    def __init__(self, num_joints: int, size: int, bn_axis: int, dropout: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(2, num_joints, size, size))
+        self.bias = nn.Parameter(torch.empty(size))
+        bound = 1.414 * math.sqrt(6.0 / (2 * size))        # xavier-uniform, gain sqrt(2)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -1 / math.sqrt(size), 1 / math.sqrt(size))
+        self_w, neighbour_w = _graph_weights(num_joints)
+        self.register_buffer("self_w", self_w.view(-1, 1, 1), persistent=False)
+        self.register_buffer("neighbour_w", neighbour_w, persistent=False)
+        self.norm = AxisBatchNorm(size, axis=bn_axis)
+        self.drop = nn.Dropout(dropout)
+
+    def weights(self, allowed: torch.Tensor | None = None):
+        """-> (W_self (J, in, out), W_neighbour (J, in, out), bias (out,), BN applied later?)."""
+        w_self, w_nb = self.weight[0] * self.self_w, self.weight[1]
+        if allowed is not None:
+            w_self, w_nb = w_self * allowed, w_nb * allowed
+        if self.training:
+            return w_self, w_nb, self.bias, True
+        scale, shift = self.norm.folded()
+        return w_self * scale, w_nb * scale, self.bias * scale + shift, False
+
+    def neighbours(self, x: torch.Tensor) -> torch.Tensor:
+        """sum_k a_jk x[k] for every joint j: (J, ...) -> (J, ...)."""
+        return torch.matmul(self.neighbour_w, x.reshape(x.shape[0], -1)).reshape(x.shape)
+
+    def finish(self, y: torch.Tensor, needs_norm: bool) -> torch.Tensor:
+        if needs_norm:
+            y = self.norm(y)
+        return self.drop(F.relu(y))
 
 
-class TemporalGraphConv(nn.Module):
+class TemporalGraphConv(_GraphConv):
     """Per-joint mixing of the L frames, W[2, J, L, L] (self / neighbours), + BN, ReLU, Dropout.
 
     Causal: W[:, :, l_in, l_out] is zero for l_in > l_out, so output frame i only reads frames
@@ -79,53 +126,33 @@ class TemporalGraphConv(nn.Module):
     """
 
     def __init__(self, num_joints: int, window: int, causal: bool, dropout: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(2, num_joints, window, window))
-        self.bias = nn.Parameter(torch.empty(window))
-        _init_decoupled(self.weight, self.bias, window, window)
-        self_w, neighbour_w = _graph_weights(num_joints)
-        self.register_buffer("self_w", self_w.view(-1, 1, 1, 1), persistent=False)
-        self.register_buffer("neighbour_w", neighbour_w, persistent=False)
+        super().__init__(num_joints, window, bn_axis=1, dropout=dropout)
         allowed = torch.triu(torch.ones(window, window)) if causal else torch.ones(window, window)
         self.register_buffer("allowed", allowed, persistent=False)
-        self.norm = AxisBatchNorm(window, axis=2)
-        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(J, B, L, C) -> (J, B, L, C)."""
-        j, b, l, c = x.shape
-        w = self.weight * self.allowed                               # (2, J, L_in, L_out)
-        w = torch.cat([w[0], w[1]], dim=2).transpose(1, 2)          # (J, 2 L_out, L_in)
-        h = torch.matmul(w.unsqueeze(1), x)                          # (J, B, 2 L, C)
-        h_self, h_nb = h[:, :, :l], h[:, :, l:]
-        mixed = torch.matmul(self.neighbour_w, h_nb.reshape(j, -1)).reshape(j, b, l, c)
-        y = self.self_w * h_self + mixed + self.bias.view(1, 1, -1, 1)
-        return self.drop(F.relu(self.norm(y)))
+        """(J, L, B, C) -> (J, L, B, C)."""
+        j, l, b, c = x.shape
+        w_self, w_nb, bias, needs_norm = self.weights(self.allowed)   # (J, L_in, L_out)
+        flat = x.reshape(j, l, b * c)
+        y = (torch.matmul(w_self.transpose(1, 2), flat)
+             + torch.matmul(w_nb.transpose(1, 2), self.neighbours(flat)) + bias.view(1, -1, 1))
+        return self.finish(y.reshape(j, l, b, c), needs_norm)
 
 
-class FeatureGraphConv(nn.Module):
+class FeatureGraphConv(_GraphConv):
     """Per-joint mixing of the C channels, W[2, J, C, C] (self / neighbours), + BN, ReLU, Dropout."""
 
     def __init__(self, num_joints: int, channels: int, dropout: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(2, num_joints, channels, channels))
-        self.bias = nn.Parameter(torch.empty(channels))
-        _init_decoupled(self.weight, self.bias, channels, channels)
-        self_w, neighbour_w = _graph_weights(num_joints)
-        self.register_buffer("self_w", self_w.view(-1, 1, 1), persistent=False)
-        self.register_buffer("neighbour_w", neighbour_w, persistent=False)
-        self.norm = AxisBatchNorm(channels, axis=3)
-        self.drop = nn.Dropout(dropout)
+        super().__init__(num_joints, channels, bn_axis=3, dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(J, B, L, C) -> (J, B, L, C)."""
-        j, b, l, c = x.shape
-        w = torch.cat([self.weight[0], self.weight[1]], dim=2)      # (J, C_in, 2 C_out)
-        h = torch.matmul(x.reshape(j, b * l, c), w)                  # (J, B L, 2 C)
-        h_self, h_nb = h[..., :c], h[..., c:]
-        mixed = torch.matmul(self.neighbour_w, h_nb.reshape(j, -1)).reshape(j, b * l, c)
-        y = (self.self_w * h_self + mixed + self.bias).reshape(j, b, l, c)
-        return self.drop(F.relu(self.norm(y)))
+        """(J, L, B, C) -> (J, L, B, C)."""
+        j, l, b, c = x.shape
+        w_self, w_nb, bias, needs_norm = self.weights()                # (J, C_in, C_out)
+        flat = x.reshape(j, l * b, c)
+        y = torch.matmul(flat, w_self) + torch.matmul(self.neighbours(flat), w_nb) + bias
+        return self.finish(y.reshape(j, l, b, c), needs_norm)
 
 
 def _group_index(num_joints: int) -> torch.Tensor:
@@ -156,15 +183,21 @@ class GroupedNonLocal(nn.Module):
         self.register_buffer("groups", _group_index(num_joints), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(J, B, L, C) -> (J, B, L, C)."""
+        """(J, L, B, C) -> (J, L, B, C)."""
         num_groups = self.groups.shape[0]
-        phi = self.phi(x)[self.groups].amax(dim=1)                  # (G, B, L, I)
-        g = self.g(x)[self.groups].amax(dim=1)                      # (G, B, L, I)
-        q = torch.matmul(self.theta(x), self.score_q)               # (J, B, L)
-        k = torch.matmul(phi, self.score_k)                         # (G, B, L)
-        f = F.relu(q.unsqueeze(1) + k.unsqueeze(0)) / num_groups     # (J, G, B, L)
-        y = (f.unsqueeze(-1) * g.unsqueeze(0)).sum(dim=1)           # (J, B, L, I)
-        return x + self.out_norm(self.out(y))
+        phi = linear_rows(self.phi, x)[self.groups].amax(dim=1)      # (G, L, B, I)
+        g = linear_rows(self.g, x)[self.groups].amax(dim=1)          # (G, L, B, I)
+        # theta is only ever dotted with score_q: one C -> 1 projection (a Gemm, not a mat-vec).
+        q_weight = (self.score_q @ self.theta.weight).unsqueeze(0)   # (1, C)
+        q_bias = (self.score_q @ self.theta.bias).unsqueeze(0)
+        q = F.linear(x.reshape(-1, x.shape[-1]), q_weight, q_bias).reshape(x.shape[:-1])   # (J, L, B)
+        k = F.linear(phi.reshape(-1, phi.shape[-1]), self.score_k.unsqueeze(0)).reshape(phi.shape[:-1])
+        f = F.relu(q.unsqueeze(1) + k.unsqueeze(0)) / num_groups      # (J, G, L, B)
+        y = (f.unsqueeze(-1) * g.unsqueeze(0)).sum(dim=1)            # (J, L, B, I)
+        if self.training:
+            return x + self.out_norm(linear_rows(self.out, y))
+        scale, shift = self.out_norm.folded()                        # fold BN into `out`
+        return x + F.linear(y, self.out.weight * scale[:, None], self.out.bias * scale + shift)
 
 
 class TimestepEmbedding(nn.Module):
@@ -193,16 +226,18 @@ class ResidualBlock(nn.Module):
         self.feature = FeatureGraphConv(num_joints, c, config.dropout)
         self.non_local = (GroupedNonLocal(c, config.nonlocal_channels, num_joints)
                           if config.nonlocal_channels > 0 else nn.Identity())
-        self.mid = nn.Linear(c, 2 * c)
-        self.out = nn.Linear(c, 2 * c)
+        # The reference's Conv C->2C then split, as two C->C layers (no split copy at run time).
+        self.gate = nn.Linear(c, c)
+        self.filter = nn.Linear(c, c)
+        self.residual = nn.Linear(c, c)
+        self.skip = nn.Linear(c, c)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (J, B, L, C), temb (B or 1, E) -> (residual output, skip), both (J, B, L, C)."""
-        y = x + self.time_proj(temb).unsqueeze(1)                   # (B, 1, C) broadcasts
+        """x (J, L, B, C), temb (B or 1, E) -> (residual output, skip), both (J, L, B, C)."""
+        y = x + self.time_proj(temb)                                 # (B, C) broadcasts
         y = self.non_local(self.feature(self.temporal(y)))
-        gate, filt = self.mid(y).chunk(2, dim=-1)
-        residual, skip = self.out(torch.sigmoid(gate) * torch.tanh(filt)).chunk(2, dim=-1)
-        return (x + residual) * (1.0 / math.sqrt(2.0)), skip
+        y = torch.sigmoid(linear_rows(self.gate, y)) * torch.tanh(linear_rows(self.filter, y))
+        return (x + linear_rows(self.residual, y)) * (1.0 / math.sqrt(2.0)), linear_rows(self.skip, y)
 
 
 class Denoiser(nn.Module):
@@ -234,16 +269,16 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.head2.bias)
 
     def encode_condition(self, condition: torch.Tensor) -> torch.Tensor:
-        """(B, L, J, Dc) condition -> (J, B, L, C) encoded condition, reused at every step."""
+        """(B, L, J, Dc) condition -> (J, L, B, C) encoded condition, reused at every step."""
         if condition.dim() != 4 or condition.shape[1:3] != (self.window, self.num_joints):
             raise ValueError(f"Denoiser: condition must be (B, {self.window}, {self.num_joints}, "
                              f"{self.cond_proj.in_features}), got {tuple(condition.shape)}")
-        return self.cond_proj(condition).permute(2, 0, 1, 3)
+        return linear_rows(self.cond_proj, condition).permute(2, 1, 0, 3)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
-        """x_t (B, L, J, 3) noisy pose; t (B,) or (1,) int64 step index; encoded (J, B, L, C)
-        from `encode_condition` -> predicted noise (B, L, J, 3)."""
-        h = self.pose_proj(self.pose_embed(x_t)).permute(2, 0, 1, 3)
+        """x_t (B, L, J, 3) noisy pose; t (B,) or (1,) int64 step index; encoded (J, L, B, C)
+        from `encode_condition` -> the network output (B, L, J, 3) (eps or x0)."""
+        h = self.pose_proj(self.pose_embed(x_t.permute(2, 1, 0, 3)))
         h = F.relu(h + encoded)
         temb = self.time_embed(t)
         skips = None
@@ -251,5 +286,5 @@ class Denoiser(nn.Module):
             h, skip = block(h, temb)
             skips = skip if skips is None else skips + skip
         y = skips * (1.0 / math.sqrt(len(self.blocks)))
-        y = self.head2(F.relu(self.head1(y)))                       # (J, B, L, 3)
-        return y.permute(1, 2, 0, 3)
+        y = linear_rows(self.head2, F.relu(linear_rows(self.head1, y)))   # (J, L, B, 3)
+        return y.permute(2, 1, 0, 3)

@@ -64,7 +64,7 @@ class DiffHPE(nn.Module):
         return torch.cat([uv_n * m, m], dim=-1)
 
     def encode(self, uv_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The encoded condition (J, B, L, C), computed once per window."""
+        """The encoded condition (J, L, B, C), computed once per window."""
         return self.denoiser.encode_condition(self.condition(uv_n, mask))
 
 
@@ -110,7 +110,8 @@ class LiftingPipeline(nn.Module):
             raise ValueError(f"mask must be {tuple(keypoints_px.shape[:3])}, got {tuple(mask.shape)}")
         if tuple(image_wh.shape) != (keypoints_px.shape[0], 2):
             raise ValueError(f"image_wh must be (P, 2), got {tuple(image_wh.shape)}")
-        if self.is_diffusion and tuple(noise.shape[1:]) != (self.hypotheses, *shape, 3):
+        if noise.dim() != 5 or tuple(noise.shape[2:]) != (*shape, 3) or (
+                self.is_diffusion and noise.shape[1] != self.hypotheses):
             raise ValueError(f"noise must be (P, {self.hypotheses}, {self.window}, {NUM_JOINTS}, 3), "
                              f"got {tuple(noise.shape)}")
 
@@ -122,11 +123,13 @@ class LiftingPipeline(nn.Module):
         if not self.is_diffusion:
             pose = self.model(uv_n, mask)
             pose = pose - pose[..., ROOT:ROOT + 1, :]
-            return pose, torch.zeros_like(pose[..., 0])
+            # Spread 0, written as 0 * noise so that an exported graph keeps the `noise` input
+            # (exporters drop unused inputs, and every variant must share one interface).
+            return pose, 0.0 * noise[:, 0, :, :, 0]
         l, j, h = self.window, NUM_JOINTS, self.hypotheses
-        encoded = self.model.encode(uv_n, mask)                          # (J, P, L, C), once
+        encoded = self.model.encode(uv_n, mask)                          # (J, L, P, C), once
         c = encoded.shape[-1]
-        encoded = encoded.unsqueeze(2).expand(-1, -1, h, -1, -1).reshape(j, -1, l, c)  # (J, P H, L, C)
+        encoded = encoded.unsqueeze(3).expand(-1, -1, -1, h, -1).reshape(j, l, -1, c)  # (J, L, P H, C)
         denoiser = self.model.denoiser
         x0 = self.sampler.sample(lambda x_t, t: denoiser(x_t, t, encoded), noise.reshape(-1, l, j, 3))
         hyps = x0.reshape(-1, h, l, j, 3)

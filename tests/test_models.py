@@ -72,7 +72,7 @@ def test_denoiser_causal_and_shapes(causal):
     x = torch.randn(2, L, J, 3)
     t = torch.tensor([3, 40])
     enc = d.encode_condition(cond)
-    assert enc.shape == (J, 2, L, 16)
+    assert enc.shape == (J, L, 2, 16)
     y1 = d(x, t, enc)
     assert y1.shape == (2, L, J, 3)
     x2 = x.clone()
