@@ -163,14 +163,39 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float)
     return path
 
 
+def crop_to_persons(sample: FrameSample, conf_threshold: float = 0.5, aspect_wh: float = 0.75,
+                    margin: float = 0.35) -> FrameSample:
+    """The sample cut to a box of width/height `aspect_wh` around its visible keypoints (plus
+    `margin` of their extent on each side), keypoints shifted to match; unchanged when no
+    keypoint is visible. Makes small people in wide frames readable in the strip."""
+    seen = np.asarray(sample.conf) >= conf_threshold
+    if not seen.any():
+        return sample
+    pts = np.asarray(sample.keypoints_px)[seen]
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    h_img, w_img = sample.image_rgb.shape[:2]
+    box_h = max(y1 - y0, (x1 - x0) / aspect_wh) * (1 + 2 * margin)
+    box_h = min(box_h, h_img, w_img / aspect_wh)
+    box_w = box_h * aspect_wh
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(np.clip(round(cx - box_w / 2), 0, w_img - box_w))
+    top = int(np.clip(round(cy - box_h / 2), 0, h_img - box_h))
+    crop = sample.image_rgb[top:top + int(box_h), left:left + int(box_w)]
+    shifted = np.asarray(sample.keypoints_px) - np.array([left, top], dtype=np.float32)
+    return FrameSample(crop, shifted, sample.conf, sample.pose3d_m, sample.title)
+
+
 def write_strip(samples: list[FrameSample], path: str | os.PathLike, conf_threshold: float = 0.5,
-                column_width_in: float = 2.6, dpi: int = 110) -> Path:
-    """PNG of len(samples) columns: the frame with its 2D skeleton above the 3D skeleton."""
+                column_width_in: float = 2.6, dpi: int = 110, crop: bool = True) -> Path:
+    """PNG of len(samples) columns: the frame (cut around the persons when `crop`) with its 2D
+    skeleton above the 3D skeleton."""
     if not samples:
         raise ValueError(f"no samples to draw into {path}")
-    h, w = samples[0].image_rgb.shape[:2]
+    if crop:
+        samples = [crop_to_persons(s, conf_threshold) for s in samples]
+    aspect_hw = max(s.image_rgb.shape[0] / s.image_rgb.shape[1] for s in samples)
     n = len(samples)
-    image_h_in = column_width_in * h / w
+    image_h_in = column_width_in * aspect_hw
     fig = plt.figure(figsize=(n * column_width_in, image_h_in + column_width_in + 0.35), dpi=dpi)
     grid = fig.add_gridspec(2, n, height_ratios=(image_h_in, column_width_in), left=0.005,
                             right=0.995, bottom=0.01, top=1 - 0.3 / fig.get_figheight(),
