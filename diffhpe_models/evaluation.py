@@ -29,7 +29,11 @@ import torch
 from tqdm import tqdm
 
 from . import metrics
+from .checkpoint import read_checkpoint
+from .dataset import Dataset, load_dataset
+from .lifter import build_pipeline
 from .occlusion import PATTERNS
+from .windows import WindowDataset
 
 MODES = ("centred", "causal")
 # Metric key -> (where it is measured, description) - the report's legend.
@@ -142,8 +146,6 @@ class EvaluatedModel:
 
 def checkpoint_config(path: str | Path):
     """The `ExperimentConfig` stored in a checkpoint (CheckpointError naming the file if bad)."""
-    from .checkpoint import read_checkpoint
-
     return read_checkpoint(path)["config"]
 
 
@@ -155,8 +157,6 @@ def load_model(name: str, path: str | Path, device: str, steps: int | None = Non
     real-time default); giving `steps` selects the DDIM sampler. A MixSTE checkpoint is
     deterministic: the settings are ignored and it reports H = 1, steps None.
     """
-    from .lifter import build_pipeline
-
     config = checkpoint_config(path)
     if config.model.variant == "mixste":
         pipeline = build_pipeline(path)
@@ -196,20 +196,17 @@ def draw_noise(rng: np.random.Generator, batch: int, model: EvaluatedModel) -> n
 # --- windows -------------------------------------------------------------------------------
 
 
-def split_sequences(dataset_path: str | Path, split: str):
+def split_sequences(dataset_path: str | Path, split: str) -> Dataset:
     """The `Dataset` of one split of a dataset file (clear error when the split is empty)."""
-    from .dataset import load_dataset
-
     subset = load_dataset(dataset_path).subset(split)
     if len(subset.sequences) == 0:
         raise ValueError(f"{dataset_path}: split {split!r} holds no sequences")
     return subset
 
 
-def make_windows(subset, window: int, mode: str, occlusion: str, seed: int):
+def make_windows(subset: Dataset, window: int, mode: str, occlusion: str,
+                 seed: int) -> WindowDataset:
     """The evaluation `WindowDataset` of a split (train=False: deterministic per index)."""
-    from .windows import WindowDataset
-
     if occlusion not in PATTERNS:
         raise ValueError(f"unknown occlusion pattern {occlusion!r}; expected one of {PATTERNS}")
     return WindowDataset(sequences=subset.sequences, fps=subset.fps, window=window, mode=mode,
@@ -433,11 +430,13 @@ def sampler_tradeoff(name: str, path: str | Path, subset, device: str, stride: i
                      hypotheses_grid: Sequence[int] = SAMPLER_HYPOTHESES,
                      aggregations: Sequence[str] = AGGREGATIONS,
                      timing_device: str = "cpu", timing_threads: int | None = 2,
+                     timing_seconds: float = 1.0,
                      load: Callable[..., EvaluatedModel] = load_model) -> dict:
     """Steps x hypotheses grid of a diffusion checkpoint, plus the aggregations at its default.
 
     Accuracy on clean windows in the checkpoint's training window mode; latency = one window,
-    one person, batch 1, torch, on `timing_device` with `timing_threads` CPU threads. Steps above
+    one person, batch 1, torch, on `timing_device` with `timing_threads` CPU threads, at least
+    `timing_seconds` and 10 runs per setting. Steps above
     the checkpoint's diffusion.timesteps are skipped (listed in `skipped_steps`).
     """
     config = checkpoint_config(path)
@@ -446,11 +445,11 @@ def sampler_tradeoff(name: str, path: str | Path, subset, device: str, stride: i
                          "got a MixSTE one")
     default = load(name, path, device)
     steps_ok = [s for s in steps_grid if 1 <= s <= config.diffusion.timesteps]
-    grid = {}
-    for s in steps_ok:
-        for h in hypotheses_grid:
-            grid[f"steps={s},H={h}"] = load(name, path, device, steps=s, hypotheses=h,
-                                           aggregation=default.aggregation)
+    cells = [(s, h) for s in steps_ok for h in hypotheses_grid]
+    if (default.steps, default.hypotheses) not in cells:  # the default is always measured
+        cells.append((default.steps, default.hypotheses))
+    grid = {f"steps={s},H={h}": load(name, path, device, steps=s, hypotheses=h,
+                                     aggregation=default.aggregation) for s, h in sorted(cells)}
     aggs = {f"aggregation={a}": load(name, path, device, steps=default.steps,
                                      hypotheses=default.hypotheses, aggregation=a)
             for a in aggregations}
@@ -463,7 +462,8 @@ def sampler_tradeoff(name: str, path: str | Path, subset, device: str, stride: i
     timed = {}
     for key, model in tqdm({**grid, **aggs}.items(), desc="timing", leave=False):
         model.pipeline.to(timing_device)
-        timed[key] = time_per_window_ms(model, sample, timing_device, timing_threads)
+        timed[key] = time_per_window_ms(model, sample, timing_device, timing_threads,
+                                        min_seconds=timing_seconds)
         model.pipeline.to(device)
     rows = [{"steps": m.steps, "hypotheses": m.hypotheses, **res[k],
              "ms_per_window": timed[k]["median_ms"], "p90_ms": timed[k]["p90_ms"]}
@@ -592,6 +592,7 @@ class EvaluationSettings:
     sampler_stride: int | None = None            # default: stride
     timing_device: str = "cpu"
     timing_threads: int | None = 2
+    timing_seconds: float = 1.0                  # measured time per sampler setting, at least
     examples: int = 3
     modes: tuple[str, ...] = MODES
     extra: dict = field(default_factory=dict)    # recorded as is (e.g. the command line)
@@ -624,7 +625,8 @@ def run_evaluation(s: EvaluationSettings) -> dict:
             sampler_name, s.checkpoints[sampler_name], subset, s.device,
             stride=s.sampler_stride or s.stride, batch_size=s.batch_size, seed=s.seed,
             workers=s.workers, steps_grid=s.sampler_steps, hypotheses_grid=s.sampler_hypotheses,
-            timing_device=s.timing_device, timing_threads=s.timing_threads)
+            timing_device=s.timing_device, timing_threads=s.timing_threads,
+            timing_seconds=s.timing_seconds)
     if s.examples > 0:
         results["examples"] = example_windows(models, sampler_name, subset, s.device,
                                               s.examples, s.seed, s.stride)

@@ -66,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timing-device", default="cpu", help="device of the latency measurement")
     p.add_argument("--timing-threads", type=positive, default=2,
                    help="torch CPU threads for the latency measurement (the deployment CPU has 2)")
+    p.add_argument("--timing-seconds", type=float, default=1.0,
+                   help="measure each sampler setting for at least this long (and 10 runs)")
     p.add_argument("--examples", type=int, default=3, help="windows in the example figure")
     return p.parse_args(argv)
 
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         matrix_stride=args.matrix_stride, sampler_steps=tuple(args.sampler_steps),
         sampler_hypotheses=tuple(args.sampler_hypotheses), sampler_stride=args.sampler_stride,
         timing_device=args.timing_device, timing_threads=args.timing_threads,
-        examples=args.examples,
+        timing_seconds=args.timing_seconds, examples=args.examples,
         extra={"command": "python training/evaluate.py " + shlex.join(argv)})
     t0 = time.perf_counter()
     results = run_evaluation(settings)

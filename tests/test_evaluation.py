@@ -1,0 +1,279 @@
+"""Evaluation: metrics over windows, the occlusion matrix, the report CLI.
+
+Real parts throughout: real mocap (bvhtools' test3.bvh, read from the pip cache), a dataset file
+written with dataset.save_dataset, small untrained checkpoints (random weights, so outputs depend
+on the input), the real LiftingPipeline.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffhpe_models import evaluation as ev
+from diffhpe_models import metrics, mocap
+from diffhpe_models.dataset import save_dataset
+from diffhpe_models.evaluation_report import to_jsonable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+import evaluate as evaluate_cli  # noqa: E402
+import occlusion_matrix as matrix_cli  # noqa: E402
+from conftest import make_untrained_checkpoint  # noqa: E402
+
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "packages"
+WINDOW = 9
+SMALL = {
+    "data": {"window": WINDOW, "window_mode": "causal", "occlusion": "none"},
+    "model": {"mixste": {"embed_dim": 16, "depth": 1, "heads": 2},
+              "denoiser": {"channels": 16, "blocks": 1, "nonlocal_channels": 8,
+                           "time_embedding_dim": 16, "pose_embedding_dim": 8}},
+    "diffusion": {"steps": 2, "hypotheses": 3, "aggregation": "mean"},
+}
+
+
+def small_config(variant: str, occlusion: str = "none", mode: str = "causal") -> dict:
+    c = copy.deepcopy(SMALL)
+    c["name"] = f"{variant}_{occlusion}"
+    c["model"]["variant"] = variant
+    c["data"].update(occlusion=occlusion, window_mode=mode)
+    return c
+
+
+@pytest.fixture(scope="module")
+def dataset_file(tmp_path_factory) -> Path:
+    """Short chunks of a real BVH take (24 fps) as train / validation / two test sequences."""
+    archives = mocap.fetch_sources(CACHE)
+    src = next(s for s in mocap.BVH_SOURCES if s.file == "test3.bvh")
+    pose, fps, member, _ = mocap.load_bvh_source(archives[mocap.BVHTOOLS[0]], src)
+    chunks = {"rigify/train": (0, 120, "train"), "rigify/val": (400, 460, "validation"),
+              "rigify/test_a": (2500, 2548, "test"), "rigify/test_b": (2900, 2950, "test")}
+    sequences = {k: pose[a:b] for k, (a, b, _) in chunks.items()}
+    meta = {k: {"fps": fps, "source": f"bvhtools==1.6.0:{member}", "split": split}
+            for k, (_, _, split) in chunks.items()}
+    return save_dataset(tmp_path_factory.mktemp("data") / "tiny.npz", sequences, meta)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("ckpt")
+    return {v: make_untrained_checkpoint(d / f"{v}.pt", small_config(v), seed=i)
+            for i, v in enumerate(("mixste", "diffhpe_2d", "diffhpe_wrapper"))}
+
+
+@pytest.fixture(scope="module")
+def matrix_runs(tmp_path_factory) -> Path:
+    """runs/<pattern>/<model>/best.pt for 2 patterns, as training/occlusion_matrix.py lays out."""
+    runs = tmp_path_factory.mktemp("occlusion")
+    for i, pattern in enumerate(("none", "structured_frame")):
+        for kind in ev.MATRIX_MODELS:
+            path = ev.matrix_checkpoint(runs, pattern, kind)
+            path.parent.mkdir(parents=True)
+            make_untrained_checkpoint(path, small_config(kind, pattern), seed=10 + i)
+    return runs
+
+
+# --- metrics over windows ------------------------------------------------------------------
+
+
+def test_window_metrics_use_the_target_frame_and_equal_metrics_module():
+    rng = np.random.default_rng(0)
+    gt = rng.normal(0, 0.3, (6, WINDOW, 17, 3))
+    pred = gt + rng.normal(0, 0.05, gt.shape)
+    for mode, t in (("causal", WINDOW - 1), ("centred", WINDOW // 2)):
+        m = ev.window_metrics(pred, gt, mode)
+        assert m["mpjpe_mm"] == pytest.approx(metrics.mpjpe(pred[:, t], gt[:, t]), rel=1e-12)
+        assert m["p_mpjpe_mm"] == pytest.approx(metrics.p_mpjpe(pred[:, t], gt[:, t]), rel=1e-12)
+        assert m["mpjve_mm"] == pytest.approx(metrics.mpjve(pred, gt), rel=1e-12)
+        assert m["accel_error_mm"] == pytest.approx(metrics.accel_error(pred, gt), rel=1e-12)
+        assert m["segment_std_mm"] == pytest.approx(metrics.segment_std(pred), rel=1e-12)
+        assert m["sagittal_symmetry_gap_mm"] == pytest.approx(
+            metrics.sagittal_symmetry_gap(pred), rel=1e-12)
+    # The target frame matters: an error only on the last frame shows in causal, not centred.
+    pred2 = gt.copy()
+    pred2[:, -1] += 0.1
+    assert ev.window_metrics(pred2, gt, "causal")["mpjpe_mm"] == pytest.approx(100 * np.sqrt(3))
+    assert ev.window_metrics(pred2, gt, "centred")["mpjpe_mm"] == 0.0
+    with pytest.raises(ValueError, match="window mode"):
+        ev.window_metrics(pred, gt, "middle")
+
+
+def test_mean_over_uneven_batches_equals_mean_over_all_windows():
+    rng = np.random.default_rng(1)
+    gt = rng.normal(0, 0.3, (11, WINDOW, 17, 3))
+    pred = gt + rng.normal(0, 0.05, gt.shape)
+    acc = ev.MeanOverWindows()
+    for lo, hi in ((0, 4), (4, 5), (5, 11)):
+        acc.add(ev.window_metrics(pred[lo:hi], gt[lo:hi], "causal"), hi - lo)
+    whole = ev.window_metrics(pred, gt, "causal")
+    for k, v in acc.result().items():
+        assert v == pytest.approx(whole[k], rel=1e-10), k
+    with pytest.raises(ValueError, match="no windows"):
+        ev.MeanOverWindows().result()
+
+
+def test_degradation_of_a_matrix():
+    d = ev.degradation(np.array([[10.0, 30.0], [50.0, 20.0]]))
+    assert d["diagonal_mm"] == 15.0 and d["off_diagonal_mm"] == 40.0
+    assert d["degradation_mm"] == 25.0 and d["relative"] == pytest.approx(25 / 15)
+    d = ev.degradation(np.array([[10.0, np.nan], [50.0, np.nan]]))  # a row not trained
+    assert d["diagonal_mm"] == 10.0 and d["off_diagonal_mm"] == 50.0
+    with pytest.raises(ValueError, match="square"):
+        ev.degradation(np.zeros((2, 3)))
+
+
+# --- models on real windows ----------------------------------------------------------------
+
+
+def test_evaluation_equals_direct_computation_whatever_the_batch(dataset_file, checkpoints):
+    subset = ev.split_sequences(dataset_file, "test")
+    models = {k: ev.load_model(k, checkpoints[k], "cpu") for k in ("mixste", "diffhpe_wrapper")}
+    windows = ev.make_windows(subset, WINDOW, "causal", "random", seed=3)
+    indices = ev.strided(len(windows), 4)
+    got = ev.evaluate_windows(models, windows, indices, "causal", "cpu", batch_size=5, seed=7)
+    again = ev.evaluate_windows(models, windows, indices, "causal", "cpu", batch_size=5, seed=7)
+    assert got == again  # deterministic
+
+    batch = ev._stack([windows[i] for i in indices])  # all windows in one batch, by hand
+    for name, model in models.items():
+        noise = np.random.default_rng(7).standard_normal(
+            (len(indices), model.hypotheses, WINDOW, 17, 3), dtype=np.float32)
+        pred, _ = ev.lift(model, batch["keypoints_px"], batch["mask"], batch["image_wh"], noise,
+                          "cpu")
+        t = WINDOW - 1
+        assert got[name]["mpjpe_mm"] == pytest.approx(
+            metrics.mpjpe(pred[:, t], batch["pose3d_m"][:, t]), rel=1e-5)
+        assert got[name]["segment_std_mm"] == pytest.approx(metrics.segment_std(pred), rel=1e-5)
+    assert got["ground_truth"]["segment_std_mm"] == pytest.approx(
+        metrics.segment_std(batch["pose3d_m"]), rel=1e-6)
+    # A different noise seed changes the diffusion model, not the deterministic one.
+    other = ev.evaluate_windows(models, windows, indices, "causal", "cpu", batch_size=5, seed=8)
+    assert other["mixste"] == got["mixste"]
+    assert other["diffhpe_wrapper"]["mpjpe_mm"] != got["diffhpe_wrapper"]["mpjpe_mm"]
+
+
+def test_bad_inputs_name_the_problem(dataset_file, checkpoints, tmp_path):
+    subset = ev.split_sequences(dataset_file, "test")
+    with pytest.raises(ValueError, match="stride"):
+        ev.strided(10, 0)
+    with pytest.raises(ValueError, match="occlusion pattern 'elbow'"):
+        ev.make_windows(subset, WINDOW, "causal", "elbow", 0)
+    with pytest.raises(ValueError, match="split"):
+        ev.split_sequences(dataset_file, "dev")
+    with pytest.raises(ValueError, match="missing.pt"):
+        ev.load_model("x", tmp_path / "missing.pt", "cpu")
+    with pytest.raises(ValueError, match="diffusion checkpoint"):
+        ev.sampler_tradeoff("mixste", checkpoints["mixste"], subset, "cpu")
+
+
+def test_occlusion_matrix_on_two_patterns(dataset_file, matrix_runs):
+    subset = ev.split_sequences(dataset_file, "test")
+    patterns = ("none", "structured_frame")
+    res = ev.occlusion_matrix(matrix_runs, subset, "cpu", patterns, stride=6, batch_size=64)
+    assert res["patterns"] == list(patterns) and res["missing"] == []
+    for kind in ev.MATRIX_MODELS:
+        m = np.array(res["models"][kind]["matrix_mm"], dtype=float)
+        assert m.shape == (2, 2) and np.isfinite(m).all() and (m > 0).all()
+        assert m[0, 0] != m[0, 1]  # the test pattern reaches the input
+        assert res["models"][kind]["degradation_mm"] == pytest.approx(
+            (m[0, 1] + m[1, 0]) / 2 - (m[0, 0] + m[1, 1]) / 2)
+    # A cell of the matrix is the plain evaluation of that checkpoint on that test pattern.
+    model = ev.load_model("m", ev.matrix_checkpoint(matrix_runs, "none", "mixste"), "cpu")
+    windows = ev.make_windows(subset, WINDOW, "causal", "structured_frame", 0)
+    direct = ev.evaluate_windows({"m": model}, windows, ev.strided(len(windows), 6), "causal",
+                                 "cpu")
+    assert res["models"]["mixste"]["matrix_mm"][0][1] == pytest.approx(direct["m"]["mpjpe_mm"])
+
+
+def test_occlusion_matrix_leaves_untrained_rows_empty(dataset_file, matrix_runs, tmp_path):
+    runs = tmp_path / "runs"
+    src = ev.matrix_checkpoint(matrix_runs, "none", "mixste")
+    dst = ev.matrix_checkpoint(runs, "none", "mixste")
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(src.read_bytes())
+    subset = ev.split_sequences(dataset_file, "test")
+    res = ev.occlusion_matrix(runs, subset, "cpu", ("none", "random"), stride=12)
+    m = res["models"]["mixste"]["matrix_mm"]
+    assert m[1] == [None, None] and all(v is not None for v in m[0])
+    assert "diffhpe_wrapper" not in res["models"]
+    assert str(ev.matrix_checkpoint(runs, "random", "mixste")) in res["missing"]
+    with pytest.raises(FileNotFoundError, match="no occlusion-matrix checkpoints"):
+        ev.occlusion_matrix(tmp_path / "empty", subset, "cpu", ("none",))
+
+
+def test_derived_configs_of_the_matrix(tmp_path):
+    from diffhpe_models.config import save_config, from_dict
+
+    base = tmp_path / "wrapper.yaml"
+    save_config(from_dict(small_config("diffhpe_wrapper", "random")), base)
+    c = matrix_cli.derived_config(base, "diffhpe_wrapper", "structured_joint", tmp_path / "runs")
+    assert c.data.occlusion == "structured_joint"
+    assert c.model.conditioner_checkpoint == str(
+        ev.matrix_checkpoint(tmp_path / "runs", "structured_joint", "mixste"))
+    assert c.name.endswith("structured_joint")
+    with pytest.raises(ValueError, match="expected 'mixste'"):
+        matrix_cli.derived_config(base, "mixste", "none", tmp_path / "runs")
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def test_evaluate_cli_writes_the_report(dataset_file, checkpoints, matrix_runs, tmp_path):
+    out = tmp_path / "docs"
+    argv = ["--checkpoints"] + [f"{k}={v}" for k, v in checkpoints.items()] + [
+        "--dataset", str(dataset_file), "--occlusion-runs", str(matrix_runs),
+        "--patterns", "none", "structured_frame", "--stride", "6", "--sampler-stride", "12",
+        "--sampler-steps", "1", "2", "--sampler-hypotheses", "1", "2", "--timing-threads", "1",
+        "--timing-seconds", "0.02", "--examples", "2", "--out", str(out)]
+    assert evaluate_cli.main(argv) == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["split"] == "test" and report["stride"] == 6
+    for mode in ev.MODES:
+        res = report["comparison"][mode]["metrics"]
+        assert set(res) == {*checkpoints, "ground_truth"}
+        for name in checkpoints:
+            assert set(res[name]) == set(ev.METRICS)
+            assert all(np.isfinite(v) for v in res[name].values()), (mode, name)
+    occ = report["occlusion"]["models"]
+    assert set(occ) == set(ev.MATRIX_MODELS)
+    assert all(np.isfinite(occ[k]["degradation_mm"]) for k in occ)
+    grid = report["sampler"]["grid"]
+    # The grid, plus the checkpoint's default (2 steps, H = 3) that is always measured.
+    assert {(r["steps"], r["hypotheses"]) for r in grid} == {(1, 1), (1, 2), (2, 1), (2, 2), (2, 3)}
+    assert all(r["ms_per_window"] > 0 and np.isfinite(r["mpjpe_mm"]) for r in grid)
+    assert [a["aggregation"] for a in report["sampler"]["aggregations"]] == list(ev.AGGREGATIONS)
+    assert len(report["claims"]) == 3
+    assert all(c["holds"] in (True, False) for c in report["claims"])
+    md = (out / "evaluation.md").read_text()
+    assert report["command"] in md and "**Split: test**" in md
+    for name in ("metrics", "occlusion_matrix", "sampler_tradeoff", "examples"):
+        png = out / "img" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"img/{name}.png" in md
+
+
+def test_claims_follow_the_numbers():
+    def results(wrapper_mpjpe, deg_wrapper):
+        base = dict.fromkeys(ev.METRICS, 50.0)
+        return {"comparison": {"causal": {"metrics": {
+                    "mixste": base, "diffhpe_wrapper": {**base, "mpjpe_mm": wrapper_mpjpe,
+                                                        "p_mpjpe_mm": 40.0,
+                                                        "segment_std_mm": 60.0}}}},
+                "occlusion": {"models": {"mixste": {"degradation_mm": 10.0},
+                                         "diffhpe_wrapper": {"degradation_mm": deg_wrapper}}}}
+    accuracy, coherence, robustness = ev.state_claims(results(45.0, 5.0))
+    assert accuracy["holds"] and robustness["holds"] and not coherence["holds"]
+    assert "45.0 mm vs mixste 50.0 mm" in accuracy["evidence"]
+    accuracy, _, robustness = ev.state_claims(results(55.0, 12.0))
+    assert not accuracy["holds"] and not robustness["holds"]
+    r = results(45.0, 5.0)
+    del r["occlusion"]
+    assert ev.state_claims(r)[2]["holds"] is None
+
+
+def test_json_conversion_drops_nan_and_numpy():
+    out = to_jsonable({"a": np.float32(1.5), "b": np.array([[np.nan, 2.0]]), "c": (1, float("inf"))})
+    assert out == {"a": 1.5, "b": [[None, 2.0]], "c": [1, None]}
+    json.dumps(out, allow_nan=False)
