@@ -250,8 +250,15 @@ def main(argv=None) -> int:
         if not sep or not name:
             parser.error(f"--lifter-param {item!r}: expected NAME:=VALUE")
         overrides[name] = yaml.safe_load(value)
-    s = run_demo(a.video, a.model, a.out, a.max_frames, a.scale, a.rate_factor, a.params,
-                 a.backend, a.cache, render=not a.no_render, lifter_overrides=overrides)
+    try:
+        s = run_demo(a.video, a.model, a.out, a.max_frames, a.scale, a.rate_factor, a.params,
+                     a.backend, a.cache, render=not a.no_render, lifter_overrides=overrides)
+    except (OSError, ValueError, RuntimeError) as e:  # missing model/video, bad parameter
+        print(f"diffhpe_demo: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if s.lifted_frames == 0:
+        print("diffhpe_demo: no frame was lifted (see the lifter's warnings above); "
+              "nothing rendered", file=sys.stderr)
     print(f"{s.video}: {s.frames_published} frames at {s.video_fps:g} fps -> "
           f"{s.keypoint_messages} keypoint messages -> {s.lifted_frames} lifted frames\n"
           f"achieved rate {s.achieved_rate_hz:.1f} Hz; lift latency p50 {s.lift_latency_p50_ms:.1f} ms, "
