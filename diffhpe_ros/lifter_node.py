@@ -162,6 +162,7 @@ class LifterNode(Node):
         self._warned_at: dict[str, float] = {}
         self._suppressed = Counter()
         self._period = Counter()  # counts since the last diagnostics message
+        self._received = 0
         self._dropped_stale = 0
         self._rate_limited = 0
         self._lifted_frames = 0
@@ -205,6 +206,12 @@ class LifterNode(Node):
             f"lifting {s.keypoint_format} keypoints with {self.lifter.backend_name} "
             f"(window {self.window} at {self.fps:g} Hz, {self.lifter.hypotheses} hypotheses, "
             f"{self.lifter.steps} steps) from {self._model_file}")
+
+    @property
+    def received_frames(self) -> int:
+        """keypoints2d messages received so far (good or bad)."""
+        with self._lock:
+            return self._received
 
     # --- parameters ------------------------------------------------------------------------
 
@@ -281,6 +288,7 @@ class LifterNode(Node):
         received_s = time.perf_counter()
         with self._lock:
             self._period["inputs"] += 1
+            self._received += 1
         s = self.settings
         stamp_s = stamp_to_s(msg.header.stamp)
         try:
@@ -426,7 +434,8 @@ class LifterNode(Node):
             lift_ms = np.asarray(self._lift_ms)
             total_ms = np.asarray(self._total_ms)
             bad = dict(self._bad)
-            dropped, rate_limited, lifted = self._dropped_stale, self._rate_limited, self._lifted_frames
+            received, dropped = self._received, self._dropped_stale
+            rate_limited, lifted = self._rate_limited, self._lifted_frames
 
         def pct(a, q):
             return float(np.percentile(a, q)) if len(a) else float("nan")
@@ -445,6 +454,7 @@ class LifterNode(Node):
             "lift_latency_p99_ms": pct(lift_ms, 99),
             "total_latency_p50_ms": pct(total_ms, 50),
             "total_latency_p99_ms": pct(total_ms, 99),
+            "received_frames": received,
             "lifted_frames": lifted,
             "dropped_stale_frames": dropped,
             "rate_limited_frames": rate_limited,

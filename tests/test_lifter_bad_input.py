@@ -1,0 +1,285 @@
+"""Bad input to the lifter node, each with real rclpy messages. For each: the node keeps running,
+logs ONE clear (throttled) warning, publishes nothing wrong (no NaN, no stale pose presented as
+new) and counts it in /diagnostics."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lifter_harness import T0_S, Harness, assert_outputs_sane  # sets the ROS env first
+import rclpy  # noqa: E402
+from geometry_msgs.msg import Pose, PoseArray  # noqa: E402
+from rclpy.exceptions import ParameterException  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from diffhpe_ros import conversions as cv  # noqa: E402
+from diffhpe_ros.lifter_node import LifterNode, StartupError  # noqa: E402
+from keypoint_stream import keypoints_h36m  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+UV, _ = keypoints_h36m(60)
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture
+def harness(context, tiny_onnx, request):
+    h = Harness(context, tiny_onnx, **getattr(request, "param", {}))
+    yield h
+    h.close()
+
+
+def warnings_about(capfd, *reasons: str) -> dict[str, list[str]] | list[str]:
+    """The warning lines logged since the last call, for one reason (a list) or several (a dict:
+    reading the captured output consumes it)."""
+    err = capfd.readouterr().err.splitlines()
+    found = {r: [line for line in err if "WARN" in line and f"[{r}]" in line] for r in reasons}
+    return found[reasons[0]] if len(reasons) == 1 else found
+
+
+def still_lifting(h: Harness, stamp_s: float, frame: int = 0) -> None:
+    """A good frame after the bad ones is lifted and published with its own stamp."""
+    before = h.counts()
+    h.send(stamp_s, UV[frame][None])
+    assert h.wait_for_output(before), "the node stopped lifting"
+    assert h.pose_stamps()[-1] == pytest.approx(stamp_s, abs=1e-6)
+
+
+def test_nonfinite_coordinates_are_missing_keypoints(harness, capfd):
+    for i in range(10):
+        pts = UV[i][None].astype(np.float64).copy()
+        pts[0, 3, 0] = np.nan
+        pts[0, 5, 1] = np.inf
+        before = harness.counts()
+        harness.send(T0_S + i / 30, pts)
+        assert harness.wait_for_output(before)  # 15 joints left: still lifted
+    all_nan = np.full((1, 17, 2), np.nan)
+    harness.send(T0_S + 10 / 30, all_nan)  # nothing left to lift: no output for this stamp
+    still_lifting(harness, T0_S + 11 / 30, 11)
+    assert T0_S + 10 / 30 not in harness.pose_stamps()
+    assert_outputs_sane(harness)
+    assert harness.latest_diagnostics()["bad_input.nonfinite_keypoints"] == str(10 * 2 + 17)
+    assert len(warnings_about(capfd, "nonfinite_keypoints")) == 1
+
+
+def test_wrong_number_of_poses_is_ignored(harness, capfd):
+    msg = cv.keypoints_to_pose_array(UV[0][None, :16], np.ones((1, 16)), PoseArray().header)
+    for i in range(10):
+        harness.send_raw(msg, T0_S + i / 30)
+        harness.spin_for(0.02)
+    assert harness.poses == []
+    still_lifting(harness, T0_S + 10 / 30)
+    values = harness.latest_diagnostics()
+    assert values["bad_input.wrong_pose_count"] == "10"
+    lines = warnings_about(capfd, "wrong_pose_count")
+    assert len(lines) == 1 and "16 poses is not a multiple of 17" in lines[0]
+
+
+def test_empty_arrays_publish_nothing(harness, capfd):
+    for i in range(10):
+        harness.send_raw(PoseArray(), T0_S + i / 30)
+        harness.spin_for(0.02)
+    assert harness.poses == [] and harness.points == [] and harness.markers == []
+    still_lifting(harness, T0_S + 10 / 30)
+    assert harness.latest_diagnostics()["bad_input.empty"] == "10"
+    assert len(warnings_about(capfd, "empty")) == 1
+
+
+def test_confidences_outside_0_1_are_missing_keypoints(harness, capfd):
+    for i in range(10):
+        conf = np.ones((1, 17))
+        conf[0, [2, 6, 9]] = 1.5
+        conf[0, [12, 15]] = -0.2
+        before = harness.counts()
+        harness.send(T0_S + i / 30, UV[i][None], conf)
+        assert harness.wait_for_output(before)
+    window = next(iter(harness.node.windows.values())).current()[1]
+    assert (window[-1, [2, 6, 9, 12, 15]] == 0).all() and window[-1].sum() == 12
+    assert_outputs_sane(harness)
+    assert harness.latest_diagnostics()["bad_input.confidence_out_of_range"] == "50"
+    assert len(warnings_about(capfd, "confidence_out_of_range")) == 1
+
+
+def test_stamps_going_backwards_repeating_or_jumping(harness, capfd):
+    harness.stream(UV[:10, None])
+    n = len(harness.poses)
+    for back in (5, 7, 8):  # late messages: ignored, never published as new
+        harness.send(T0_S + back / 30, UV[back][None])
+        harness.spin_for(0.02)
+    harness.send(T0_S + 9 / 30, UV[9][None])  # repeated stamp
+    harness.spin_for(0.3)
+    assert len(harness.poses) == n
+    track = next(iter(harness.node.windows))
+
+    # Forward jump beyond max_gap_s (0.5 s), within the track timeout (1 s): the person's
+    # window restarts (edge padded) with the new frame.
+    still_lifting(harness, T0_S + 9 / 30 + 0.8, 10)
+    assert len(harness.node.windows[track]) == 1
+    assert_outputs_sane(harness)
+
+    # Far back (a restarted clock, e.g. a bag loop): all tracks reset, lifting goes on.
+    n = len(harness.poses)
+    still_lifting(harness, T0_S - 100.0, 11)
+    assert list(harness.node.windows) != [track]
+    assert_outputs_sane(harness, start=n)
+    values = harness.latest_diagnostics()
+    assert (values["bad_input.stamp_backwards"], values["bad_input.stamp_repeated"],
+            values["bad_input.stamp_jump"], values["bad_input.clock_jump_back"]) == ("3", "1", "1", "1")
+    reasons = ("stamp_backwards", "stamp_repeated", "stamp_jump", "clock_jump_back")
+    for reason, lines in warnings_about(capfd, *reasons).items():
+        assert len(lines) == 1, reason
+
+
+@pytest.mark.parametrize("harness", [{"max_output_rate_hz": 60.0}], indirect=True)
+def test_burst_of_ten_times_the_rate(harness):
+    spin_ms = []
+    n = 300  # 1 s of stamps at 300 Hz, each sent as soon as the node took the previous one
+    for i in range(n):
+        harness.send(T0_S + i / 300, UV[i % 60][None])
+        deadline = time.monotonic() + 2.0
+        while harness.node.received_frames <= i and time.monotonic() < deadline:
+            t = time.perf_counter()
+            harness.executor.spin_once(timeout_sec=0.0)
+            spin_ms.append(1e3 * (time.perf_counter() - t))
+    harness.spin_for(0.5)
+    values = harness.latest_diagnostics()
+    received, lifted, dropped, limited = (int(values[k]) for k in (
+        "received_frames", "lifted_frames", "dropped_stale_frames", "rate_limited_frames"))
+    assert received == n and lifted + dropped + limited == n  # every frame accounted for
+    assert lifted <= 61 and limited >= received - 61  # at most 60 Hz for 1 s of stamps
+    assert len(harness.poses) == lifted
+    assert_outputs_sane(harness)
+    # The executor only parses, tracks and hands over: not blocked for a frame (33 ms). The
+    # max is not asserted: on the shared 2-core test machine the OS alone can stall a thread.
+    assert np.median(spin_ms) < 5.0 and np.percentile(spin_ms, 99) < 33.0, \
+        (np.median(spin_ms), np.percentile(spin_ms, 99), max(spin_ms))
+    still_lifting(harness, T0_S + 2.0)
+
+
+def test_slow_model_under_a_burst_drops_stale_frames_and_never_blocks(harness):
+    lift = harness.node.lifter.lift
+
+    def slow_lift(*args):  # the real lift, as slow as a heavy model on a small CPU
+        time.sleep(0.05)
+        return lift(*args)
+
+    harness.node.lifter.lift = slow_lift
+    spin_ms = []
+    for i in range(100):  # 300 Hz stamps against a 20 Hz model
+        harness.send(T0_S + i / 300, UV[i % 60][None])
+        deadline = time.monotonic() + 2.0
+        while harness.node.received_frames <= i and time.monotonic() < deadline:
+            t = time.perf_counter()
+            harness.executor.spin_once(timeout_sec=0.0)
+            spin_ms.append(1e3 * (time.perf_counter() - t))
+    harness.spin_for(0.5)
+    values = harness.latest_diagnostics()
+    received, lifted, dropped = (int(values[k]) for k in (
+        "received_frames", "lifted_frames", "dropped_stale_frames"))
+    assert received == 100 and lifted + dropped == 100 and dropped > 50
+    assert len(harness.poses) == lifted
+    assert_outputs_sane(harness)
+    # The newest frame always gets lifted: nothing is left behind in the queue.
+    assert harness.pose_stamps()[-1] == pytest.approx(T0_S + 99 / 300, abs=1e-6)
+    # A blocking node would spend >= 50 ms in most callbacks.
+    assert np.median(spin_ms) < 5.0 and np.percentile(spin_ms, 95) < 33.0, \
+        (np.median(spin_ms), np.percentile(spin_ms, 95), max(spin_ms))
+    assert float(values["lift_latency_p50_ms"]) >= 50.0
+
+
+@pytest.mark.parametrize("harness", [{"max_persons": 3, "track_timeout_s": 0.2}], indirect=True)
+def test_person_appearing_and_vanishing_every_frame(harness):
+    a, _ = keypoints_h36m(40, x0_m=-0.9)
+    b, _ = keypoints_h36m(40, x0_m=0.9)
+    rng = np.random.default_rng(0)
+    people_per_stamp = {}
+    for i in range(40):
+        frame = [a[i]]
+        if i % 2 == 0:
+            frame.append(b[i])  # flickers: present every other frame
+        if i % 3 == 0:  # a ghost somewhere new each time
+            frame.append(a[i] + rng.uniform(-250, 250, 2) + [0, 600])
+        before = harness.counts()
+        harness.send(T0_S + i / 30, np.stack(frame))
+        assert harness.wait_for_output(before)
+        people_per_stamp[round(T0_S + i / 30, 6)] = len(frame)
+        assert len(harness.node.tracker.tracks) <= 3 and len(harness.node.windows) <= 3
+    assert_outputs_sane(harness)
+    ids_a = set()
+    for msg in harness.points:
+        cloud = cv.point_cloud2_to_array(msg)
+        stamp = round(cv.stamp_to_s(msg.header.stamp), 6)
+        ids = cloud["person"].reshape(-1, 17)[:, 0]
+        assert len(ids) <= people_per_stamp[stamp]  # nobody absent from the frame is published
+        ids_a.add(int(ids.min()))  # a was seen first: the smallest live id
+    assert len(ids_a) == 1
+
+
+def test_bad_camera_info_is_ignored(harness, capfd):
+    harness.send_camera_info(fx=0.0)
+    harness.send_camera_info(width=0)
+    harness.spin_for(0.3)
+    assert harness.node.intrinsics is None
+    harness.stream(UV[:3, None])
+    values = harness.latest_diagnostics()
+    assert values["output"] == "root_relative" and values["bad_input.bad_camera_info"] == "2"
+    assert len(warnings_about(capfd, "bad_camera_info")) == 1
+
+
+def test_missing_or_corrupt_model_file(context, tiny_onnx, tiny_checkpoint, tmp_path):
+    missing = tmp_path / "nope.onnx"
+    corrupt_onnx = tmp_path / "corrupt.onnx"
+    corrupt_onnx.write_bytes(b"\x00garbage" * 100)
+    (tmp_path / "corrupt.onnx.json").write_text(Path(f"{tiny_onnx}.json").read_text())
+    truncated_pt = tmp_path / "truncated.pt"
+    truncated_pt.write_bytes(Path(tiny_checkpoint).read_bytes()[:1000])
+    for path, text in ((missing, "not found"), (corrupt_onnx, "corrupt.onnx"),
+                       (truncated_pt, "truncated.pt")):
+        with pytest.raises(StartupError, match="model_path") as e:
+            LifterNode(context=context, parameter_overrides=[Parameter("model_path", value=str(path))])
+        assert text in str(e.value)
+
+
+def test_nonsensical_parameters_at_start(context, tiny_onnx):
+    for name, value, text in (("confidence_threshold", 2.0, "confidence_threshold"),
+                              ("keypoint_format", "openpose25", "must be one of"),
+                              ("max_persons", 0, "max_persons"),
+                              ("device", "gpu", "device must be")):
+        with pytest.raises(ParameterException, match=text):
+            LifterNode(context=context, parameter_overrides=[
+                Parameter("model_path", value=str(tiny_onnx)), Parameter(name, value=value)])
+    with pytest.raises(StartupError, match="window: file has 27, configuration wants 81"):
+        LifterNode(context=context, parameter_overrides=[
+            Parameter("model_path", value=str(tiny_onnx)), Parameter("expected_window", value=81)])
+
+
+def test_nonsensical_parameter_at_run_time_keeps_the_node_running(harness):
+    result = harness.node.set_parameters([Parameter("min_visible_joints", value=40)])[0]
+    assert not result.successful and "min_visible_joints" in result.reason
+    result = harness.node.set_parameters([Parameter("camera_frame_id", value=3)])[0]
+    assert not result.successful
+    harness.stream(UV[:3, None])
+    assert len(harness.poses) == 3
+
+
+@pytest.mark.parametrize("args, text", [
+    (["-p", "model_path:=/nonexistent/lifter.onnx"], "/nonexistent/lifter.onnx"),
+    (["-p", "confidence_threshold:=7.0"], "confidence_threshold"),
+])
+def test_entry_point_exits_non_zero_with_a_clear_error(args, text, tmp_path):
+    env = dict(os.environ, ROS_LOG_DIR=str(tmp_path), ROS_AUTOMATIC_DISCOVERY_RANGE="OFF")
+    run = subprocess.run([sys.executable, "-m", "diffhpe_ros.lifter_node", "--ros-args", *args],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    out = run.stdout + run.stderr
+    assert "cannot start" in out and text in out and "Traceback" not in out
