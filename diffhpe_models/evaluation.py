@@ -127,7 +127,7 @@ class EvaluatedModel:
 
     name: str
     checkpoint: str
-    pipeline: torch.nn.Module     # LiftingPipeline: (kp_px, mask, wh, noise) -> (pose3d_m, spread_m)
+    pipeline: torch.nn.Module     # LiftingPipeline (kp_px, mask, wh, noise) -> (pose, spread)
     variant: str                  # mixste | diffhpe_2d | diffhpe_wrapper
     trained_mode: str             # the window mode of its training (data.window_mode)
     trained_occlusion: str

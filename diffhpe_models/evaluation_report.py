@@ -238,7 +238,7 @@ def _comparison_section(r: dict) -> list[str]:
         rows.append(["ground truth"] + [_mm(gt.get(k)) if k in POSE_ONLY_METRICS else "-"
                                         for k in METRICS])
         out += [_table(["model"] + [METRIC_HEADERS[k] for k in METRICS], rows), ""]
-    out += ["![metrics per model and window mode](img/metrics.png)", ""]
+    out += ["![metrics per model and window mode](img/eval_metrics.png)", ""]
     return out
 
 
@@ -264,7 +264,8 @@ def _occlusion_section(r: dict) -> list[str]:
              "n/a" if m["relative"] is None else f"{100 * m['relative']:+.1f} %"]
             for kind, m in occ["models"].items()]
     out += [_table(["model", "matched (diagonal)", "mismatched (off-diagonal)", "degradation",
-                    "relative"], rows), "", "![occlusion matrix](img/occlusion_matrix.png)", ""]
+                    "relative"], rows), "",
+            "![occlusion matrix](img/eval_occlusion_matrix.png)", ""]
     if occ["missing"]:
         out += ["Not trained (cells left empty): " + ", ".join(f"`{p}`" for p in occ["missing"]),
                 ""]
@@ -326,7 +327,7 @@ def _sampler_section(r: dict) -> list[str]:
             for a in sm["aggregations"]]
     out += [f"Aggregations at the default ({d['steps']} steps, H = {d['hypotheses']}):", "",
             _table(["aggregation", "MPJPE", "P-MPJPE", "Seg std", "ms per window (p90)"], rows),
-            "", "![sampler trade-off](img/sampler_tradeoff.png)", ""]
+            "", "![sampler trade-off](img/eval_sampler_tradeoff.png)", ""]
     return out
 
 
@@ -338,7 +339,8 @@ def render_markdown(r: dict) -> str:
            "```", r.get("command", "(command not recorded)"), "```", "",
            f"**Split: {r['split']}** ({r['sequences']} sequences of `{r['dataset']}`), "
            + ("every window" if r["stride"] == 1 else f"every {r['stride']}th window")
-           + f" (`--stride {r['stride']}`): {windows} windows. 2D input: the dataset's fixed virtual cameras with detector-like "
+           + f" (`--stride {r['stride']}`): {windows} windows. 2D input: the dataset's fixed "
+           f"virtual cameras with detector-like "
            f"noise, drawn from seed {r['seed']}; the same windows for every model. Device "
            f"{r['device']}, torch {r['torch']}, batches of {r['batch_size']} windows. Model "
            f"selection happened on the validation split; this report changes nothing.", "",
@@ -356,7 +358,7 @@ def render_markdown(r: dict) -> str:
                 f"(indices {ex['window_indices']}; a fixed rule, not picked by error), target "
                 "frame, camera view from slightly above. Left side blue, right side red; faint "
                 "skeletons are the individual hypotheses of the diffusion model.", "",
-                "![examples](img/examples.png)", ""]
+                "![examples](img/eval_examples.png)", ""]
     return "\n".join(out)
 
 
@@ -399,20 +401,20 @@ def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
     paths = {}
     table = {mode: {n: v for n, v in res["metrics"].items() if n != "ground_truth"}
              for mode, res in results["comparison"].items()}
-    paths["metrics"] = plot_metric_bars(table, list(METRICS), img / "metrics.png")
+    paths["metrics"] = plot_metric_bars(table, list(METRICS), img / "eval_metrics.png")
     occ = results.get("occlusion")
     if occ and occ["models"]:
         mats = {k: np.array([[np.nan if v is None else v for v in row] for row in m["matrix_mm"]])
                 for k, m in occ["models"].items()}
         paths["occlusion"] = plot_occlusion_heatmaps(mats, occ["patterns"],
-                                                     img / "occlusion_matrix.png")
+                                                     img / "eval_occlusion_matrix.png")
     if results.get("sampler"):
         sm = results["sampler"]
-        paths["sampler"] = plot_sampler_tradeoff(sm["grid"], img / "sampler_tradeoff.png",
+        paths["sampler"] = plot_sampler_tradeoff(sm["grid"], img / "eval_sampler_tradeoff.png",
                                                  sm["timing"]["machine"])
     if results.get("examples"):
         paths["examples"] = plot_skeleton_examples(_example_figure_data(results),
-                                                   img / "examples.png")
+                                                   img / "eval_examples.png")
     paths["json"] = atomic_write_json(out_dir / "evaluation.json", to_jsonable(results))
     paths["markdown"] = atomic_write_text(out_dir / "evaluation.md", render_markdown(results))
     return paths

@@ -249,7 +249,7 @@ def test_evaluate_cli_writes_the_report(dataset_file, checkpoints, matrix_runs, 
     assert all(c["holds"] in (True, False) for c in report["claims"])
     md = (out / "evaluation.md").read_text()
     assert report["command"] in md and "**Split: test**" in md
-    for name in ("metrics", "occlusion_matrix", "sampler_tradeoff", "examples"):
+    for name in ("eval_metrics", "eval_occlusion_matrix", "eval_sampler_tradeoff", "eval_examples"):
         png = out / "img" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"img/{name}.png" in md
 
@@ -274,6 +274,7 @@ def test_claims_follow_the_numbers():
 
 
 def test_json_conversion_drops_nan_and_numpy():
-    out = to_jsonable({"a": np.float32(1.5), "b": np.array([[np.nan, 2.0]]), "c": (1, float("inf"))})
+    out = to_jsonable({"a": np.float32(1.5), "b": np.array([[np.nan, 2.0]]),
+                       "c": (1, float("inf"))})
     assert out == {"a": 1.5, "b": [[None, 2.0]], "c": [1, None]}
     json.dumps(out, allow_nan=False)

@@ -2,7 +2,8 @@
 """Train one MixSTE and one DiffHPE-Wrapper per occlusion pattern, then evaluate the matrix.
 
     python training/occlusion_matrix.py --runs runs/occlusion --device cuda [--epochs N]
-        [--configs mixste=training/configs/mixste.yaml diffhpe_wrapper=training/configs/diffhpe_wrapper.yaml]
+        [--configs mixste=training/configs/mixste.yaml \\
+                   diffhpe_wrapper=training/configs/diffhpe_wrapper.yaml]
         [--patterns none random ...] [--force] [--skip-training] [--split test] [--stride 1]
 
 For each pattern P (clean + the five of DiffHPE) it writes RUNS/P/<model>/config.yaml - the
