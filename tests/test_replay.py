@@ -109,7 +109,8 @@ def test_record_then_replay_mcap(ctx, tmp_path):
     arrivals = np.array([t for t, _ in received])
     recorded_span_s = (recorded_stamps[-1] - recorded_stamps[0]) / 1e9
     assert recorded_span_s == pytest.approx((N_MESSAGES - 1) * PERIOD_S, rel=0.25)
-    assert arrivals[-1] - arrivals[0] == pytest.approx(recorded_span_s / 2, rel=0.25)
+    # never ahead of schedule; late by a little at most (2 shared cores)
+    assert 0.95 * recorded_span_s / 2 < arrivals[-1] - arrivals[0] < 1.3 * recorded_span_s / 2
     for node in (replay, sink, recorder, source):
         node.destroy_node()
 
@@ -139,7 +140,7 @@ def test_replay_untouched_bytes_from_written_bag(ctx, tmp_path, storage):
     assert spin_until(ex, lambda: replay.finished.is_set() and len(received) == 10, 10), len(received)
     assert [stamp_ns(m) for _, m in received] == [t0 + int(i * 0.05e9) for i in range(10)]
     arrivals = np.array([t for t, _ in received])
-    assert np.diff(arrivals).mean() == pytest.approx(0.05, rel=0.2)
+    assert 0.95 * 0.45 < arrivals[-1] - arrivals[0] < 1.3 * 0.45
     replay.destroy_node()
     sink.destroy_node()
 
