@@ -108,7 +108,7 @@ def test_record_then_replay_mcap(ctx, tmp_path):
     # rate: recorded spacing / 2, measured on arrival
     arrivals = np.array([t for t, _ in received])
     recorded_span_s = (recorded_stamps[-1] - recorded_stamps[0]) / 1e9
-    assert recorded_span_s == pytest.approx((N_MESSAGES - 1) * PERIOD_S, rel=0.25)
+    assert 0.95 * (N_MESSAGES - 1) * PERIOD_S < recorded_span_s < 1.5 * (N_MESSAGES - 1) * PERIOD_S
     # never ahead of schedule; late by a little at most (2 shared cores)
     assert 0.95 * recorded_span_s / 2 < arrivals[-1] - arrivals[0] < 1.3 * recorded_span_s / 2
     for node in (replay, sink, recorder, source):
