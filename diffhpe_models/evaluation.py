@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from . import metrics
 from .checkpoint import read_checkpoint
+from .config import ExperimentConfig
 from .dataset import Dataset, load_dataset
 from .lifter import build_pipeline
 from .occlusion import PATTERNS
@@ -136,6 +137,7 @@ class EvaluatedModel:
     hypotheses: int = 1
     aggregation: str | None = None
     parameters: int = 0
+    config: ExperimentConfig | None = None
 
     def describe(self) -> dict:
         return {"checkpoint": self.checkpoint, "variant": self.variant,
@@ -171,7 +173,8 @@ def load_model(name: str, path: str | Path, device: str, steps: int | None = Non
         trained_mode=config.data.window_mode, trained_occlusion=config.data.occlusion,
         window=config.data.window, steps=pipeline.sampler.steps if diffusion else None,
         hypotheses=pipeline.hypotheses, aggregation=pipeline.diffusion.aggregation
-        if diffusion else None, parameters=sum(p.numel() for p in pipeline.parameters()))
+        if diffusion else None, parameters=sum(p.numel() for p in pipeline.parameters()),
+        config=config)
 
 
 def _to_tensor(x, device: str) -> torch.Tensor:
@@ -204,13 +207,40 @@ def split_sequences(dataset_path: str | Path, split: str) -> Dataset:
     return subset
 
 
-def make_windows(subset: Dataset, window: int, mode: str, occlusion: str,
+@dataclass(frozen=True)
+class WindowProtocol:
+    """How test windows are made - the same for every model of a report."""
+
+    window: int                   # L frames
+    fps: float                    # the sequences are resampled to the models' frame rate
+    noise_sigma_frac: float       # detector-like 2D noise (occlusion.detector_noise)
+    outlier_prob: float
+
+    @classmethod
+    def of(cls, models: Iterable[EvaluatedModel]) -> "WindowProtocol":
+        """The protocol of the checkpoints' data configs: window and fps must agree (a model
+        only runs on its own window length and frame rate); the 2D noise is the first one's."""
+        models = list(models)
+        for field_name in ("window", "fps"):
+            values = {m.name: getattr(m.config.data, field_name) for m in models}
+            if len(set(values.values())) != 1:
+                raise ValueError(f"the checkpoints differ in data.{field_name} {values}; "
+                                 "evaluate them in separate runs")
+        d = models[0].config.data
+        return cls(window=d.window, fps=d.fps, noise_sigma_frac=d.noise_sigma_frac,
+                   outlier_prob=d.outlier_prob)
+
+
+def make_windows(subset: Dataset, protocol: WindowProtocol, mode: str, occlusion: str,
                  seed: int) -> WindowDataset:
-    """The evaluation `WindowDataset` of a split (train=False: deterministic per index)."""
+    """The evaluation `WindowDataset` of a split: one window per target frame, no speed change or
+    mirror; camera, 2D noise and occlusion of window i depend only on (seed, i)."""
     if occlusion not in PATTERNS:
         raise ValueError(f"unknown occlusion pattern {occlusion!r}; expected one of {PATTERNS}")
-    return WindowDataset(sequences=subset.sequences, fps=subset.fps, window=window, mode=mode,
-                         train=False, occlusion=occlusion, seed=seed)
+    return WindowDataset(sequences=subset.sequences, fps=subset.fps, window=protocol.window,
+                         mode=mode, target_fps=protocol.fps, train=False, occlusion=occlusion,
+                         noise_sigma_frac=protocol.noise_sigma_frac,
+                         outlier_prob=protocol.outlier_prob, stride=1, seed=seed, flip_prob=0.0)
 
 
 def iterate_batches(windows, indices: Sequence[int], batch_size: int, workers: int = 0,
@@ -322,24 +352,16 @@ def compare_models(models: dict[str, EvaluatedModel], subset, device: str, strid
                    batch_size: int = 256, seed: int = 0, workers: int = 0,
                    modes: Sequence[str] = MODES) -> dict:
     """Clean-input comparison, for each window mode: mode -> {windows, metrics: name -> {...}}."""
-    window = _common_window(models.values())
+    protocol = WindowProtocol.of(models.values())
     out = {}
     for mode in modes:
-        windows = make_windows(subset, window, mode, "none", seed)
+        windows = make_windows(subset, protocol, mode, "none", seed)
         indices = strided(len(windows), stride)
         out[mode] = {"windows": len(indices),
                      "metrics": evaluate_windows(models, windows, indices, mode, device,
                                                  batch_size, seed, workers,
                                                  desc=f"compare {mode}")}
     return out
-
-
-def _common_window(models: Iterable[EvaluatedModel]) -> int:
-    windows = {m.name: m.window for m in models}
-    if len(set(windows.values())) != 1:
-        raise ValueError(f"the checkpoints were trained on different window lengths {windows}; "
-                         "evaluate them in separate runs")
-    return next(iter(windows.values()))
 
 
 def matrix_checkpoint(runs_dir: str | Path, pattern: str, kind: str) -> Path:
@@ -393,7 +415,7 @@ def occlusion_matrix(runs_dir: str | Path, subset, device: str,
     if not models:
         raise FileNotFoundError(f"{runs_dir}: no occlusion-matrix checkpoints "
                                 f"(<pattern>/<model>/best.pt) found")
-    window = _common_window(models.values())
+    protocol = WindowProtocol.of(models.values())
     n = len(patterns)
     matrices = {kind: np.full((n, n), np.nan) for kind in kinds}
     window_counts = {}
@@ -402,7 +424,7 @@ def occlusion_matrix(runs_dir: str | Path, subset, device: str,
             group = {k: m for k, m in models.items() if m.trained_mode == mode}
             if not group:
                 continue
-            windows = make_windows(subset, window, mode, test_pattern, seed)
+            windows = make_windows(subset, protocol, mode, test_pattern, seed)
             indices = strided(len(windows), stride)
             window_counts[mode] = len(indices)
             res = evaluate_windows(group, windows, indices, mode, device, batch_size, seed,
@@ -417,6 +439,7 @@ def occlusion_matrix(runs_dir: str | Path, subset, device: str,
             out_models[kind] = {"matrix_mm": _nan_to_none(matrices[kind]),
                                 "window_mode": sorted(trained), **degradation(matrices[kind])}
     return {"runs_dir": str(runs_dir), "patterns": list(patterns), "windows": window_counts,
+            "protocol": asdict(protocol),
             "missing": missing, "models": out_models}
 
 
@@ -454,7 +477,7 @@ def sampler_tradeoff(name: str, path: str | Path, subset, device: str, stride: i
                                      hypotheses=default.hypotheses, aggregation=a)
             for a in aggregations}
     mode = default.trained_mode
-    windows = make_windows(subset, default.window, mode, "none", seed)
+    windows = make_windows(subset, WindowProtocol.of([default]), mode, "none", seed)
     indices = strided(len(windows), stride)
     res = evaluate_windows({**grid, **aggs}, windows, indices, mode, device, batch_size, seed,
                            workers, desc="sampler grid")
@@ -493,8 +516,9 @@ def example_windows(models: dict[str, EvaluatedModel], hypotheses_model: str | N
     """
     lead = models[hypotheses_model] if hypotheses_model else next(iter(models.values()))
     mode = lead.trained_mode
-    window = _common_window(models.values())
-    windows = make_windows(subset, window, mode, "none", seed)
+    protocol = WindowProtocol.of(models.values())
+    window = protocol.window
+    windows = make_windows(subset, protocol, mode, "none", seed)
     indices = strided(len(windows), stride)
     picks = [indices[int(len(indices) * (2 * k + 1) / (2 * count))] for k in range(count)]
     batch = _stack([windows[i] for i in picks])
@@ -610,6 +634,7 @@ def run_evaluation(s: EvaluationSettings) -> dict:
         "split": s.split, "dataset": str(dataset), "sequences": len(subset.sequences),
         "device": s.device, "stride": s.stride, "seed": s.seed, "batch_size": s.batch_size,
         "torch": torch.__version__, **s.extra,
+        "protocol": asdict(WindowProtocol.of(models.values())),
         "metrics": {k: {"measured_on": v[0], "description": v[1]} for k, v in METRICS.items()},
         "models": {name: m.describe() for name, m in models.items()},
         "comparison": compare_models(models, subset, s.device, s.stride, s.batch_size, s.seed,

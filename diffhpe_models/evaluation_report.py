@@ -334,14 +334,17 @@ def _sampler_section(r: dict) -> list[str]:
 def render_markdown(r: dict) -> str:
     """The report a person reads: what was run, the claims, the tables, the figures."""
     windows = ", ".join(f"{res['windows']} {mode}" for mode, res in r["comparison"].items())
+    pr = r["protocol"]
     out = ["# Evaluation", "",
            "Written by `training/evaluate.py` - regenerate it rather than editing it:", "",
            "```", r.get("command", "(command not recorded)"), "```", "",
            f"**Split: {r['split']}** ({r['sequences']} sequences of `{r['dataset']}`), "
            + ("every window" if r["stride"] == 1 else f"every {r['stride']}th window")
-           + f" (`--stride {r['stride']}`): {windows} windows. 2D input: the dataset's fixed "
-           f"virtual cameras with detector-like "
-           f"noise, drawn from seed {r['seed']}; the same windows for every model. Device "
+           + f" (`--stride {r['stride']}`): {windows} windows of {pr['window']} frames at "
+           f"{pr['fps']:g} fps. 2D input: a random virtual camera per window with detector-like "
+           f"noise (std {100 * pr['noise_sigma_frac']:g} % of the person's size, "
+           f"{100 * pr['outlier_prob']:g} % outliers), drawn from seed {r['seed']}: the same "
+           f"windows for every model. Device "
            f"{r['device']}, torch {r['torch']}, batches of {r['batch_size']} windows. Model "
            f"selection happened on the validation split; this report changes nothing.", "",
            "## Claims", ""]

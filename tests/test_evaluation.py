@@ -131,7 +131,8 @@ def test_degradation_of_a_matrix():
 def test_evaluation_equals_direct_computation_whatever_the_batch(dataset_file, checkpoints):
     subset = ev.split_sequences(dataset_file, "test")
     models = {k: ev.load_model(k, checkpoints[k], "cpu") for k in ("mixste", "diffhpe_wrapper")}
-    windows = ev.make_windows(subset, WINDOW, "causal", "random", seed=3)
+    windows = ev.make_windows(subset, ev.WindowProtocol.of(models.values()), "causal", "random",
+                              seed=3)
     indices = ev.strided(len(windows), 4)
     got = ev.evaluate_windows(models, windows, indices, "causal", "cpu", batch_size=5, seed=7)
     again = ev.evaluate_windows(models, windows, indices, "causal", "cpu", batch_size=5, seed=7)
@@ -160,13 +161,19 @@ def test_bad_inputs_name_the_problem(dataset_file, checkpoints, tmp_path):
     with pytest.raises(ValueError, match="stride"):
         ev.strided(10, 0)
     with pytest.raises(ValueError, match="occlusion pattern 'elbow'"):
-        ev.make_windows(subset, WINDOW, "causal", "elbow", 0)
+        ev.make_windows(subset, ev.WindowProtocol(WINDOW, 30.0, 0.01, 0.0), "causal", "elbow", 0)
     with pytest.raises(ValueError, match="split"):
         ev.split_sequences(dataset_file, "dev")
     with pytest.raises(ValueError, match="missing.pt"):
         ev.load_model("x", tmp_path / "missing.pt", "cpu")
     with pytest.raises(ValueError, match="diffusion checkpoint"):
         ev.sampler_tradeoff("mixste", checkpoints["mixste"], subset, "cpu")
+    longer = small_config("mixste")
+    longer["data"]["window"] = WINDOW + 2
+    other = make_untrained_checkpoint(tmp_path / "w11.pt", longer)
+    models = [ev.load_model("a", checkpoints["mixste"], "cpu"), ev.load_model("b", other, "cpu")]
+    with pytest.raises(ValueError, match="differ in data.window"):
+        ev.WindowProtocol.of(models)
 
 
 def test_occlusion_matrix_on_two_patterns(dataset_file, matrix_runs):
@@ -182,7 +189,8 @@ def test_occlusion_matrix_on_two_patterns(dataset_file, matrix_runs):
             (m[0, 1] + m[1, 0]) / 2 - (m[0, 0] + m[1, 1]) / 2)
     # A cell of the matrix is the plain evaluation of that checkpoint on that test pattern.
     model = ev.load_model("m", ev.matrix_checkpoint(matrix_runs, "none", "mixste"), "cpu")
-    windows = ev.make_windows(subset, WINDOW, "causal", "structured_frame", 0)
+    windows = ev.make_windows(subset, ev.WindowProtocol.of([model]), "causal",
+                              "structured_frame", 0)
     direct = ev.evaluate_windows({"m": model}, windows, ev.strided(len(windows), 6), "causal",
                                  "cpu")
     assert res["models"]["mixste"]["matrix_mm"][0][1] == pytest.approx(direct["m"]["mpjpe_mm"])
