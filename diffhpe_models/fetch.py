@@ -120,7 +120,7 @@ def fetch_package(name: str, version: str, cache_dir: str | os.PathLike, sdist: 
         try:
             return verify_archive(cached)
         except FetchError:
-            cached.unlink()  # a corrupt cached archive is replaced by a fresh download
+            cached.unlink(missing_ok=True)  # a corrupt cached archive is replaced by a fresh download
     cache_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
            "--no-input"]
