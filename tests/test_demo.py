@@ -25,7 +25,7 @@ def demo_run(tiny_checkpoint, tmp_path_factory):
     # The tiny model is untrained: its poses cannot be placed in front of the camera, so the
     # lifter publishes them root-relative (use_camera_info false) instead of dropping them.
     summary = run_demo("pose2sim", model_path=str(tiny_checkpoint), out_dir=str(out),
-                       max_frames=N_FRAMES, rate_factor=0.5, params_file=None,
+                       max_frames=N_FRAMES, rate_factor=0.25, params_file=None,
                        lifter_overrides={"use_camera_info": False})
     return summary, out
 
@@ -39,7 +39,7 @@ def test_demo_records_lifts_and_measures(demo_run):
     assert summary.lifted_frames <= summary.keypoint_messages
     assert 0 < summary.lift_latency_p50_ms <= summary.lift_latency_p99_ms < 2000
     assert summary.lift_latency_p50_ms < summary.end_to_end_p50_ms
-    assert 0 < summary.achieved_rate_hz <= 30.0 * 1.5
+    assert 0 < summary.achieved_rate_hz <= 60.0 * 0.25 * 1.5  # not faster than the frames come
 
     topics = {m.topic for m in read_bag(out / "bag")}
     assert topics == {"/keypoints2d", "/camera_info", "/pose3d"}
