@@ -286,3 +286,45 @@ def test_json_conversion_drops_nan_and_numpy():
                        "c": (1, float("inf"))})
     assert out == {"a": 1.5, "b": [[None, 2.0]], "c": [1, None]}
     json.dumps(out, allow_nan=False)
+
+
+def _training_yaml(path: Path, variant: str, dataset: Path) -> Path:
+    from diffhpe_models.config import from_dict, save_config
+
+    c = small_config(variant, "random")
+    c["data"]["dataset"] = str(dataset)
+    c["train"] = {"epochs": 1, "batch_size": 16, "samples_per_epoch": 32, "val_samples": 16,
+                  "workers": 0}
+    if variant == "diffhpe_wrapper":
+        c["model"]["conditioner_checkpoint"] = "set/by/the/matrix.pt"
+    save_config(from_dict(c), path)
+    return path
+
+
+@pytest.mark.slow
+def test_occlusion_matrix_script_trains_then_evaluates(dataset_file, tmp_path):
+    """Two patterns: 4 real training runs through training/train.py, then the 2 x 2 matrix."""
+    runs = tmp_path / "runs"
+    configs = [f"{v}={_training_yaml(tmp_path / f'{v}.yaml', v, dataset_file)}"
+               for v in ev.MATRIX_MODELS]
+    argv = ["--runs", str(runs), "--configs", *configs, "--patterns", "none", "structured_joint",
+            "--stride", "8", "--dataset", str(dataset_file)]
+    assert matrix_cli.main(argv) == 0
+    for pattern in ("none", "structured_joint"):
+        for kind in ev.MATRIX_MODELS:
+            derived = matrix_cli.load_config(runs / pattern / kind / "derived.yaml")
+            assert derived.data.occlusion == pattern
+            assert matrix_cli.epochs_done(runs / pattern / kind) == 1
+        wrapper = ev.checkpoint_config(ev.matrix_checkpoint(runs, pattern, "diffhpe_wrapper"))
+        assert wrapper.model.conditioner_checkpoint == str(
+            ev.matrix_checkpoint(runs, pattern, "mixste"))
+    result = json.loads((runs / "occlusion_matrix.json").read_text())
+    for kind in ev.MATRIX_MODELS:
+        m = np.array(result["models"][kind]["matrix_mm"], dtype=float)
+        assert m.shape == (2, 2) and np.isfinite(m).all()
+    assert (runs / "occlusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    # Run again: every run is complete, nothing is retrained (the checkpoints stay as they are).
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("best.pt")}
+    assert matrix_cli.main(argv + ["--skip-training"]) == 0
+    assert matrix_cli.main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("best.pt")} == before

@@ -6,10 +6,11 @@
                    diffhpe_wrapper=training/configs/diffhpe_wrapper.yaml]
         [--patterns none random ...] [--force] [--skip-training] [--split test] [--stride 1]
 
-For each pattern P (clean + the five of DiffHPE) it writes RUNS/P/<model>/config.yaml - the
+For each pattern P (clean + the five of DiffHPE) it writes RUNS/P/<model>/derived.yaml - the
 variant's YAML with data.occlusion = P and, for the Wrapper, model.conditioner_checkpoint = the
-MixSTE trained on the same pattern - and runs training/train.py on it (skipped when
-RUNS/P/<model>/best.pt exists, unless --force: the command resumes after an interruption).
+MixSTE trained on the same pattern - and runs training/train.py on it. A run whose last.pt has
+reached the epoch count is skipped, an interrupted one resumes from its last.pt (--force trains
+everything afresh), so the command can simply be run again after an interruption.
 Then every model is tested on every pattern: RUNS/occlusion_matrix.json and .png. The full report
 (training/evaluate.py --occlusion-runs RUNS) evaluates the same checkpoints.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from diffhpe_models.atomic import atomic_write_json
+from diffhpe_models.checkpoint import read_checkpoint
 from diffhpe_models.config import load_config, save_config
 from diffhpe_models.evaluation import (MATRIX_MODELS, matrix_checkpoint, occlusion_matrix,
                                        split_sequences)
@@ -48,12 +50,23 @@ def derived_config(base_yaml: str | Path, kind: str, pattern: str, runs_dir: str
                                data=dataclasses.replace(config.data, occlusion=pattern))
 
 
-def train_one(config_path: Path, out_dir: Path, device: str, epochs: int | None) -> None:
+def epochs_done(out_dir: Path) -> int:
+    """Epochs completed by the run in `out_dir` (from its last.pt; 0 when there is none)."""
+    last = out_dir / "last.pt"
+    if not last.is_file():
+        return 0
+    return int(read_checkpoint(last)["extra"]["training"]["epoch"]) + 1
+
+
+def train_one(config_path: Path, out_dir: Path, device: str, epochs: int | None,
+              resume: bool = False) -> None:
     """Run training/train.py in a subprocess (its own process: memory freed between runs)."""
     cmd = [sys.executable, str(TRAIN_SCRIPT), "--config", str(config_path), "--out", str(out_dir),
-           "--device", device]
+           "--device", device, "--no-progress"]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
+    if resume:
+        cmd += ["--resume", str(out_dir / "last.pt")]
     print("+ " + " ".join(cmd), flush=True)
     result = subprocess.run(cmd)
     if result.returncode != 0:
@@ -64,19 +77,20 @@ def train_one(config_path: Path, out_dir: Path, device: str, epochs: int | None)
 
 def train_matrix(configs: dict[str, str], runs_dir: Path, patterns, device: str,
                  epochs: int | None, force: bool) -> None:
-    """Train every (pattern, model) that has no best.pt yet; MixSTE before its Wrapper."""
-    # MixSTE first in each pattern: the Wrapper of a pattern reads the MixSTE of that pattern.
+    """Train (or finish) every (pattern, model) run; MixSTE before the Wrapper of its pattern."""
     kinds = sorted(configs, key=lambda k: k != "mixste")
     for pattern in patterns:
         for kind in kinds:
             out_dir = runs_dir / pattern / kind
-            if matrix_checkpoint(runs_dir, pattern, kind).is_file() and not force:
-                print(f"= {out_dir}: best.pt exists, not retrained", flush=True)
-                continue
             config = derived_config(configs[kind], kind, pattern, runs_dir)
-            config_path = out_dir / "config.yaml"
+            target = epochs if epochs is not None else config.train.epochs
+            done = 0 if force else epochs_done(out_dir)
+            if done >= target and matrix_checkpoint(runs_dir, pattern, kind).is_file():
+                print(f"= {out_dir}: {done} epochs done, not retrained", flush=True)
+                continue
+            config_path = out_dir / "derived.yaml"
             save_config(config, config_path)
-            train_one(config_path, out_dir, device, epochs)
+            train_one(config_path, out_dir, device, epochs, resume=done > 0)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
