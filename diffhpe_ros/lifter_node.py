@@ -43,7 +43,7 @@ DEFAULT_FRAME_ID = "camera_optical_frame"
 DIAGNOSTIC_NAME = "diffhpe_ros: lifter"
 # Every kind of bad input the node counts; all appear in /diagnostics (0 when never seen).
 BAD_INPUT_REASONS = (
-    "empty", "wrong_pose_count", "nonfinite_keypoints", "confidence_out_of_range",
+    "wrong_pose_count", "nonfinite_keypoints", "confidence_out_of_range",
     "stamp_repeated", "stamp_backwards", "clock_jump_back", "stamp_jump", "too_many_persons",
     "bad_camera_info", "lift_failed", "nonfinite_output", "root_translation_failed",
 )
@@ -163,6 +163,7 @@ class LifterNode(Node):
         self._suppressed = Counter()
         self._period = Counter()  # counts since the last diagnostics message
         self._received = 0
+        self._empty_frames = 0
         self._dropped_stale = 0
         self._rate_limited = 0
         self._lifted_frames = 0
@@ -262,19 +263,24 @@ class LifterNode(Node):
     # --- bad input ---------------------------------------------------------------------------
 
     def _count_bad(self, reason: str, text: str, n: int = 1) -> None:
-        """Count a bad input and log it, at most once per warning_throttle_s per reason."""
-        now = time.monotonic()
+        """Count a bad input and log a warning, at most once per warning_throttle_s per reason."""
         with self._lock:
             self._bad[reason] += n
             self._period["bad"] += n
+        self._log_throttled(reason, text, n, warn=True)
+
+    def _log_throttled(self, reason: str, text: str, n: int = 1, warn: bool = True) -> None:
+        now = time.monotonic()
+        with self._lock:
             last = self._warned_at.get(reason)
             if last is not None and now - last < self.settings.warning_throttle_s:
                 self._suppressed[reason] += n
                 return
             self._warned_at[reason] = now
             suppressed, self._suppressed[reason] = self._suppressed[reason], 0
-        more = f" ({suppressed} more since the last warning)" if suppressed else ""
-        self.get_logger().warning(f"[{reason}] {text}{more}")
+        more = f" ({suppressed} more since the last message)" if suppressed else ""
+        log = self.get_logger().warning if warn else self.get_logger().info
+        log(f"[{reason}] {text}{more}")
 
     # --- input -------------------------------------------------------------------------------
 
@@ -307,7 +313,10 @@ class LifterNode(Node):
         for tid in dropped:
             self.windows.pop(tid, None)
         if kp.points_px.shape[0] == 0:
-            self._count_bad("empty", "keypoints2d holds no person: nothing to lift")
+            # The detector's "nobody in this frame": normal, but worth a note when it persists.
+            with self._lock:
+                self._empty_frames += 1
+            self._log_throttled("empty", "keypoints2d holds no person: nothing to lift", warn=False)
             return
 
         points, conf = to_h36m17(kp.points_px, kp.conf, s.keypoint_format)
@@ -434,7 +443,7 @@ class LifterNode(Node):
             lift_ms = np.asarray(self._lift_ms)
             total_ms = np.asarray(self._total_ms)
             bad = dict(self._bad)
-            received, dropped = self._received, self._dropped_stale
+            received, dropped, empty = self._received, self._dropped_stale, self._empty_frames
             rate_limited, lifted = self._rate_limited, self._lifted_frames
 
         def pct(a, q):
@@ -455,6 +464,7 @@ class LifterNode(Node):
             "total_latency_p50_ms": pct(total_ms, 50),
             "total_latency_p99_ms": pct(total_ms, 99),
             "received_frames": received,
+            "empty_frames": empty,
             "lifted_frames": lifted,
             "dropped_stale_frames": dropped,
             "rate_limited_frames": rate_limited,

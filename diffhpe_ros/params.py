@@ -121,6 +121,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               low=0.0, high=3600.0, unit="s"),
 )
 SPECS = {p.name: p for p in PARAMETERS}
+_KIND_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
 DEFAULTS = {p.name: p.default for p in PARAMETERS}
 
 
@@ -132,7 +133,7 @@ def validate(name: str, value: object) -> str | None:
     ok_type = (isinstance(value, spec.kind) and not (spec.kind is int and isinstance(value, bool))
                or spec.kind is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok_type:
-        return f"{name} must be a {spec.kind.__name__}, got {type(value).__name__} {value!r}"
+        return f"{name} must be {_KIND_NAMES[spec.kind]}, got {type(value).__name__} {value!r}"
     if spec.kind is float and not math.isfinite(value):
         return f"{name} must be finite, got {value}"
     if spec.choices is not None and value not in spec.choices:
@@ -183,7 +184,7 @@ def resolve_path(path: str) -> Path:
     try:
         from ament_index_python.packages import get_package_share_directory
         tried.append(Path(get_package_share_directory(PACKAGE)) / p)
-    except (ImportError, LookupError):  # not installed with colcon: source tree only
+    except (ImportError, LookupError, OSError):  # not installed with colcon: source tree only
         pass
     for candidate in tried:
         if candidate.exists():
