@@ -218,7 +218,11 @@ class TimestepEmbedding(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, config: DenoiserConfig, window: int, causal: bool, num_joints: int):
+    """One gated residual block. The last block has no residual output (only its skip is used),
+    so it holds no parameters that would never receive a gradient."""
+
+    def __init__(self, config: DenoiserConfig, window: int, causal: bool, num_joints: int,
+                 last: bool = False):
         super().__init__()
         c = config.channels
         self.time_proj = nn.Linear(config.time_embedding_dim, c)
@@ -229,15 +233,19 @@ class ResidualBlock(nn.Module):
         # The reference's Conv C->2C then split, as two C->C layers (no split copy at run time).
         self.gate = nn.Linear(c, c)
         self.filter = nn.Linear(c, c)
-        self.residual = nn.Linear(c, c)
+        self.residual = None if last else nn.Linear(c, c)
         self.skip = nn.Linear(c, c)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (J, L, B, C), temb (B or 1, E) -> (residual output, skip), both (J, L, B, C)."""
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """x (J, L, B, C), temb (B or 1, E) -> (residual output or None for the last block,
+        skip), both (J, L, B, C)."""
         y = x + self.time_proj(temb)                                 # (B, C) broadcasts
         y = self.non_local(self.feature(self.temporal(y)))
         y = torch.sigmoid(linear_rows(self.gate, y)) * torch.tanh(linear_rows(self.filter, y))
-        return (x + linear_rows(self.residual, y)) * (1.0 / math.sqrt(2.0)), linear_rows(self.skip, y)
+        skip = linear_rows(self.skip, y)
+        if self.residual is None:
+            return None, skip
+        return (x + linear_rows(self.residual, y)) * (1.0 / math.sqrt(2.0)), skip
 
 
 class Denoiser(nn.Module):
@@ -262,7 +270,8 @@ class Denoiser(nn.Module):
         self.cond_proj = nn.Linear(condition_channels, c)
         self.time_embed = TimestepEmbedding(timesteps, config.time_embedding_dim)
         self.blocks = nn.ModuleList(
-            ResidualBlock(config, window, causal, num_joints) for _ in range(config.blocks))
+            ResidualBlock(config, window, causal, num_joints, last=i == config.blocks - 1)
+            for i in range(config.blocks))
         self.head1 = nn.Linear(c, c)
         self.head2 = nn.Linear(c, 3)
         nn.init.zeros_(self.head2.weight)

@@ -31,6 +31,11 @@ class NoiseSchedule:
     def timesteps(self) -> int:
         return int(self.betas.shape[0])
 
+    def to(self, device: str | torch.device) -> "NoiseSchedule":
+        """The same schedule with its tensors on `device` (training moves it once)."""
+        return NoiseSchedule(self.betas.to(device), self.alphas.to(device),
+                             self.alphas_cumprod.to(device))
+
 
 def cosine_schedule(timesteps: int = 50, max_beta: float = 0.5, offset: float = 0.008) -> NoiseSchedule:
     """Cosine schedule (Nichol & Dhariwal 2021) as DiffHPE uses it.
