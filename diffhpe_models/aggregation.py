@@ -24,12 +24,21 @@ def aggregate_mean(hypotheses: torch.Tensor) -> torch.Tensor:
 
 def aggregate_median(hypotheses: torch.Tensor) -> torch.Tensor:
     """(P, H, L, J, 3) -> (P, L, J, 3) coordinate-wise median (mean of the 2 middle values for
-    even H). Via sort, which exports (TopK) where median does not everywhere."""
+    even H).
+
+    Computed from ranks (pairwise comparisons, ties broken by hypothesis index) instead of a
+    sort: H is small, and the graph keeps static shapes (an exported sort becomes a TopK whose
+    output shape ONNX shape inference cannot resolve).
+    """
     h = hypotheses.shape[1]
-    ordered = torch.sort(hypotheses, dim=1).values
-    if h % 2 == 1:
-        return ordered[:, h // 2]
-    return 0.5 * (ordered[:, h // 2 - 1] + ordered[:, h // 2])
+    x_i, x_j = hypotheses.unsqueeze(2), hypotheses.unsqueeze(1)       # (P, H, 1, ...), (P, 1, H, ...)
+    earlier = torch.tril(torch.ones(h, h, dtype=torch.bool, device=hypotheses.device), diagonal=-1)
+    earlier = earlier.view(1, h, h, *([1] * (hypotheses.dim() - 2)))
+    below = (x_j < x_i) | ((x_j == x_i) & earlier)                      # [i, j]: j ranks below i
+    rank = below.to(hypotheses.dtype).sum(dim=2)                        # (P, H, ...) in 0..H-1
+    middle = [(h - 1) // 2, h // 2]                                      # equal for odd H
+    picked = sum(((rank == k).to(hypotheses.dtype) * hypotheses).sum(dim=1) for k in middle)
+    return 0.5 * picked
 
 
 def reprojection_errors(hypotheses: torch.Tensor, uv_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

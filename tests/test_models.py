@@ -196,3 +196,22 @@ def test_config_errors_name_the_field(tmp_path):
     assert isinstance(cfg.train.lr, float)
     with pytest.raises(ConfigError, match="model.variant"):
         dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant="vit"))
+
+
+@pytest.mark.parametrize("variant,aggregation,steps", [
+    ("mixste", "mean", 1), ("diffhpe_2d", "median", 3), ("diffhpe_2d", "reproj", 1),
+    ("diffhpe_wrapper", "reproj", 2)])
+def test_pipeline_exports_to_onnx_opset17(tmp_path, variant, aggregation, steps):
+    """The whole pipeline traces into one ONNX graph (the project's exporter and checks: opset
+    17, TensorRT op set, static shapes but persons) that onnxruntime runs like PyTorch."""
+    from diffhpe_models.export import export_pipeline_onnx, onnx_parity
+
+    cfg = from_dict({"data": {"window": 9},
+                     "model": {"variant": variant, "mixste": {"embed_dim": 16, "depth": 1, "heads": 2},
+                               "denoiser": {"channels": 16, "blocks": 2, "nonlocal_channels": 8,
+                                            "time_embedding_dim": 16, "pose_embedding_dim": 8}},
+                     "diffusion": {"steps": steps, "hypotheses": 4, "aggregation": aggregation}})
+    pipe = LiftingPipeline(_trained_like(build_model(cfg)), cfg)
+    path = tmp_path / "lifter.onnx"
+    export_pipeline_onnx(pipe, path, 9, pipe.hypotheses)
+    assert onnx_parity(pipe, path, 9, pipe.hypotheses) < 1e-4

@@ -159,3 +159,12 @@ def test_normalised_uv_of_reproj_matches_camera_module():
     """The pipeline hands normalize_screen's output to reproj: a sanity check of the units."""
     uv = normalize_screen(torch.tensor([[320.0, 240.0]]), torch.tensor([[640.0, 480.0]]))
     assert torch.allclose(uv, torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("h", [1, 2, 3, 4, 5])
+def test_median_matches_torch_with_ties(h):
+    x = torch.randn(2, h, 3, 17, 3, generator=torch.Generator().manual_seed(h))
+    x[:, :, 0] = 0.5                                   # every hypothesis ties on frame 0
+    x[:, : h // 2, 1, 3] = -1.0                        # a partial tie
+    want = x.median(dim=1).values if h % 2 else torch.sort(x, dim=1).values[:, h // 2 - 1:h // 2 + 1].mean(1)
+    assert torch.allclose(aggregate_median(x), want)
