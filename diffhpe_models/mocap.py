@@ -197,6 +197,12 @@ def map_to_h36m(points: np.ndarray, names: list[str] | tuple[str, ...], mapping:
     nose, top = derive_head_points(thorax, up, fwd, leg_length_m(out))
     out[:, jn["neck_nose"]] = nose
     out[:, jn["head"]] = top
+    # At run time the detectors have no thorax or spine: skeleton.to_h36m17 derives them as the
+    # shoulder midpoint and the pelvis-thorax midpoint. Train on the same definitions, so the 2D
+    # the model sees in the field matches the 2D it was trained on (the base of the neck sits
+    # 35-76 mm away from the shoulder midpoint in these rigs).
+    out[:, jn["thorax"]] = 0.5 * (out[:, jn["left_shoulder"]] + out[:, jn["right_shoulder"]])
+    out[:, jn["spine"]] = 0.5 * (out[:, jn["pelvis"]] + out[:, jn["thorax"]])
     return out
 
 
