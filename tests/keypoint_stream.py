@@ -7,6 +7,7 @@ a pinhole camera 4 m away.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,15 @@ def constructed_walk(n_frames: int, fps: float, x0_m: float = 0.0) -> np.ndarray
 
 
 def mocap_motion(n_frames: int) -> np.ndarray | None:
-    """(n_frames, 17, 3) world metres from the dataset file, centred on the origin, or None."""
+    """(n_frames, 17, 3) world metres from a test-split sequence of the dataset file, its first
+    pelvis moved over the origin, or None without the file."""
     if not DATASET.exists():
         return None
     with np.load(DATASET, allow_pickle=False) as data:
-        for key in sorted(k for k in data.files if k.startswith("positions_3d/")):
-            seq = data[key]
-            if len(seq) >= n_frames:
+        sequences = json.loads(str(data["metadata"]))["sequences"]
+        for name, info in sorted(sequences.items()):
+            seq = data[f"positions_3d/{name}"]
+            if info.get("split") == "test" and len(seq) >= n_frames:
                 seq = seq[:n_frames].astype(np.float64)
                 return seq - [seq[0, 0, 0], seq[0, 0, 1], 0.0]
     return None

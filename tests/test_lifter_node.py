@@ -130,18 +130,24 @@ def test_diagnostics_report_rates_latency_and_backend(harness):
     start = time.monotonic()
     for i in range(45):  # paced at 30 Hz in wall time
         harness.send(T0_S + i / 30, uv[i][None])
-        harness.spin_until(lambda: False, max(0.0, start + (i + 1) / 30 - time.monotonic()))
-    harness.spin_until(lambda: len(harness.poses) >= 45, 5.0)
+        harness.spin_until(lambda: harness.node.received_frames > i, 1.0)
+        harness.spin_for(max(0.0, start + (i + 1) / 30 - time.monotonic()))
+    harness.spin_for(0.5)
     values = harness.latest_diagnostics()
     assert values["backend"] == "onnxruntime" and values["mode"] == "causal"
     assert values["window"] == "27" and values["hypotheses"] == "3" and values["steps"] == "2"
-    assert values["lifted_frames"] == "45" and values["dropped_stale_frames"] == "0"
+    # A lift takes a few ms: all frames are lifted, unless the shared CPU stalls the worker for
+    # more than a frame (then the stale frame is dropped, and counted).
+    lifted, dropped = int(values["lifted_frames"]), int(values["dropped_stale_frames"])
+    assert values["received_frames"] == "45" and lifted + dropped == 45 and lifted >= 35
+    assert len(harness.poses) == lifted
     assert values["persons_tracked"] == "1" and values["bad_input_total"] == "0"
     assert 0 < float(values["lift_latency_p50_ms"]) <= float(values["lift_latency_p99_ms"]) < 1000
     assert float(values["total_latency_p50_ms"]) >= float(values["lift_latency_p50_ms"])
     rates = [float(cv.diagnostic_values(d, "diffhpe_ros: lifter")["input_rate_hz"])
              for d in harness.diagnostics]
-    assert 15 < max(rates) < 60  # ~30 Hz, measured over 0.2 s periods
+    busy = [r for r in rates if r > 0]
+    assert 20 < np.median(busy) < 45, rates  # ~30 Hz, measured over 0.2 s periods
     assert harness.diagnostics[-1].status[0].level == b"\x00"  # OK
 
 
