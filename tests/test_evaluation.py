@@ -18,6 +18,7 @@ from diffhpe_models import evaluation as ev
 from diffhpe_models import metrics, mocap
 from diffhpe_models.dataset import save_dataset
 from diffhpe_models.evaluation_report import to_jsonable
+from diffhpe_models.fetch import fetch_package
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 import evaluate as evaluate_cli  # noqa: E402
@@ -46,9 +47,9 @@ def small_config(variant: str, occlusion: str = "none", mode: str = "causal") ->
 @pytest.fixture(scope="module")
 def dataset_file(tmp_path_factory) -> Path:
     """Short chunks of a real BVH take (24 fps) as train / validation / two test sequences."""
-    archives = mocap.fetch_sources(CACHE)
+    archive = fetch_package(*mocap.BVHTOOLS, CACHE, sdist=True)  # the one source needed here
     src = next(s for s in mocap.BVH_SOURCES if s.file == "test3.bvh")
-    pose, fps, member, _ = mocap.load_bvh_source(archives[mocap.BVHTOOLS[0]], src)
+    pose, fps, member, _ = mocap.load_bvh_source(archive, src)
     chunks = {"rigify/train": (0, 120, "train"), "rigify/val": (400, 460, "validation"),
               "rigify/test_a": (2500, 2548, "test"), "rigify/test_b": (2900, 2950, "test")}
     sequences = {k: pose[a:b] for k, (a, b, _) in chunks.items()}
