@@ -6,7 +6,7 @@ import torch
 
 from diffhpe_models.config import ConfigError, DenoiserConfig, MixSTEConfig, from_dict, load_config
 from diffhpe_models.denoiser import Denoiser
-from diffhpe_models.lifter import DiffHPE, LiftingPipeline, build_model
+from diffhpe_models.lifter import LiftingPipeline, build_model
 from diffhpe_models.mixste import MixSTE
 
 L, J = 27, 17
