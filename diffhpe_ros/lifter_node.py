@@ -164,6 +164,7 @@ class LifterNode(Node):
         self._period = Counter()  # counts since the last diagnostics message
         self._received = 0
         self._empty_frames = 0
+        self._too_few_joints = 0
         self._dropped_stale = 0
         self._rate_limited = 0
         self._lifted_frames = 0
@@ -172,6 +173,7 @@ class LifterNode(Node):
         self._diag_wall_s = time.monotonic()
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
         declared = self.declare_parameters("", [(p.name, p.default, params.descriptor(p))
                                                 for p in params.PARAMETERS])
         self.settings = Settings(**{p.name: p.value for p in declared})
@@ -217,7 +219,7 @@ class LifterNode(Node):
     # --- parameters ------------------------------------------------------------------------
 
     def _on_set_parameters(self, changed) -> SetParametersResult:
-        updates = {}
+        """Refuse a bad or read-only change with the reason (rclpy has checked type and range)."""
         for p in changed:
             spec = params.SPECS.get(p.name)
             if spec is None:
@@ -230,14 +232,21 @@ class LifterNode(Node):
                 if self._started:
                     self.get_logger().warning(f"refused parameter change: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
-            updates[p.name] = float(p.value) if spec.kind is float else p.value
-        if self._started and updates:
-            self.settings = dataclasses.replace(self.settings, **updates)
-            self.tracker.gate = self.settings.association_gate
-            self.tracker.timeout_s = self.settings.track_timeout_s
-            for w in self.windows.values():
-                w.max_gap_s = self.settings.max_gap_s
         return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, changed) -> None:
+        """Apply accepted changes (called once the new values are set)."""
+        updates = {p.name: float(p.value) if params.SPECS[p.name].kind is float else p.value
+                   for p in changed if p.name in params.SPECS}
+        if not self._started or not updates:
+            return
+        self.settings = dataclasses.replace(self.settings, **updates)
+        self.tracker.gate = self.settings.association_gate
+        self.tracker.timeout_s = self.settings.track_timeout_s
+        for w in self.windows.values():
+            w.max_gap_s = self.settings.max_gap_s
+        self.get_logger().info("parameters changed: " + ", ".join(
+            f"{k}={v!r}" for k, v in updates.items()))
 
     def _load_lifter(self, s: Settings):
         try:
@@ -258,6 +267,10 @@ class LifterNode(Node):
         except Exception as e:  # the loaders raise many types for corrupt files: report any
             raise StartupError(f"model_path={str(self._model_file)!r} cannot be used with "
                                f"backend {s.backend!r}: {type(e).__name__}: {e}") from e
+        if lifter.backend.max_persons is not None and lifter.backend.max_persons < s.max_persons:
+            raise StartupError(f"max_persons={s.max_persons} exceeds the {lifter.backend_name} "
+                               f"engine's limit of {lifter.backend.max_persons} persons: lower "
+                               "max_persons or rebuild the engine")
         return lifter
 
     # --- bad input ---------------------------------------------------------------------------
@@ -267,6 +280,7 @@ class LifterNode(Node):
         with self._lock:
             self._bad[reason] += n
             self._period["bad"] += n
+            self._period[f"bad.{reason}"] += n
         self._log_throttled(reason, text, n, warn=True)
 
     def _log_throttled(self, reason: str, text: str, n: int = 1, warn: bool = True) -> None:
@@ -323,6 +337,9 @@ class LifterNode(Node):
         mask = confidence_mask(conf, s.confidence_threshold)
         points = np.where(mask[..., None] > 0, points, 0.0).astype(np.float32)
         enough = mask.sum(-1) >= s.min_visible_joints
+        if not enough.all():  # occluded or far away: normal, counted but not warned about
+            with self._lock:
+                self._too_few_joints += int((~enough).sum())
         ids = self.tracker.update(points[enough], mask[enough], stamp_s)
         if (ids < 0).any():
             self._count_bad("too_many_persons", f"{int((ids < 0).sum())} persons not tracked: "
@@ -444,6 +461,7 @@ class LifterNode(Node):
             total_ms = np.asarray(self._total_ms)
             bad = dict(self._bad)
             received, dropped, empty = self._received, self._dropped_stale, self._empty_frames
+            too_few = self._too_few_joints
             rate_limited, lifted = self._rate_limited, self._lifted_frames
 
         def pct(a, q):
@@ -468,13 +486,17 @@ class LifterNode(Node):
             "lifted_frames": lifted,
             "dropped_stale_frames": dropped,
             "rate_limited_frames": rate_limited,
+            "persons_too_few_joints": too_few,
             "persons_tracked": len(self.tracker.tracks),
             "tracks_created": self.tracker.created,
             "bad_input_total": sum(bad.values()),
         }
         values.update({f"bad_input.{r}": n for r, n in sorted(bad.items())})
         budget_ms = 1e3 / self.fps
-        if period["bad"]:
+        if period["bad.lift_failed"]:
+            level, message = "error", f"{period['bad.lift_failed']} lifts failed in the last " \
+                                      f"{elapsed:.1f} s"
+        elif period["bad"]:
             level, message = "warn", f"{period['bad']} bad inputs in the last {elapsed:.1f} s"
         elif len(lift_ms) and pct(lift_ms, 99) > budget_ms:
             level, message = "warn", (f"lift latency p99 {pct(lift_ms, 99):.1f} ms exceeds the "

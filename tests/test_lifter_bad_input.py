@@ -68,7 +68,9 @@ def test_nonfinite_coordinates_are_missing_keypoints(harness, capfd):
     still_lifting(harness, T0_S + 11 / 30, 11)
     assert T0_S + 10 / 30 not in harness.pose_stamps()
     assert_outputs_sane(harness)
-    assert harness.latest_diagnostics()["bad_input.nonfinite_keypoints"] == str(10 * 2 + 17)
+    values = harness.latest_diagnostics()
+    assert values["bad_input.nonfinite_keypoints"] == str(10 * 2 + 17)
+    assert values["persons_too_few_joints"] == "1"
     assert len(warnings_about(capfd, "nonfinite_keypoints")) == 1
 
 
@@ -230,6 +232,29 @@ def test_person_appearing_and_vanishing_every_frame(harness):
         assert len(ids) <= people_per_stamp[stamp]  # nobody absent from the frame is published
         ids_a.add(int(ids.min()))  # a was seen first: the smallest live id
     assert len(ids_a) == 1
+
+
+def test_a_failing_lift_is_reported_and_lifting_resumes(harness, capfd):
+    lift = harness.node.lifter.lift
+
+    def failing_lift(*args):  # fault injection: e.g. a GPU lost by the driver
+        raise RuntimeError("device lost")
+
+    harness.node.lifter.lift = failing_lift
+    diag = harness.diagnostics
+    n = len(diag)
+    for i in range(5):
+        harness.send(T0_S + i / 30, UV[i][None])
+        harness.spin_for(0.05)
+    assert harness.poses == []
+    harness.spin_until(lambda: len(diag) > n + 1, 2.0)
+    assert b"\x02" in [d.status[0].level for d in diag[n:]]  # ERROR while lifts fail
+    assert cv.diagnostic_values(diag[-1], "diffhpe_ros: lifter")["bad_input.lift_failed"] == "5"
+    lines = warnings_about(capfd, "lift_failed")
+    assert len(lines) == 1 and "RuntimeError: device lost" in lines[0]
+    harness.node.lifter.lift = lift
+    still_lifting(harness, T0_S + 5 / 30, 5)
+    assert_outputs_sane(harness)
 
 
 def test_bad_camera_info_is_ignored(harness, capfd):
