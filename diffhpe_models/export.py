@@ -117,7 +117,8 @@ def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
     forbidden (Loop/If/Scan, random ops); inputs that TensorRT needs constant are constant; inputs
     and outputs have a static shape except axis 0 named `persons`; no float64 tensors; the graph is
     constant-folded: no node with only constant inputs, no Shape that reads only static dims and
-    no Gather that picks static dims out of a Shape (the chains that tracing leaves behind). Returns [] when all is well.
+    no Gather that picks static dims out of a Shape (the chains that tracing leaves behind).
+    Returns the problems found, [] when there are none.
     """
     import onnx
 
@@ -141,15 +142,14 @@ def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
             problems.append(f"operator domain {op.domain!r} (only the default ONNX domain)")
 
     graph = inferred.graph
-    constants = {t.name for t in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     known = {vi.name: _dims(vi) for vi in [*graph.input, *graph.output, *graph.value_info]}
     shape_reads = _shape_reads(graph, known)
-    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:  # Constant nodes count as constants too (an unfolded trace has them)
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
-        if node.op_type == "Constant" and value is not None:
-            initializers[node.output[0]] = onnx.numpy_helper.to_array(value)
+    # Initializers and Constant-node outputs (an unfolded trace has the latter).
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            constants[node.output[0]] = None if value is None else onnx.numpy_helper.to_array(value)
 
     for node in graph.node:
         label = f"node {node.name or '?'} ({node.op_type})"
@@ -171,8 +171,8 @@ def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
             if read and all(isinstance(d, int) for d in read):
                 problems.append(f"{label}: reads only static dims {read} (not constant-folded)")
         if (node.op_type == "Gather" and node.input[0] in shape_reads
-                and node.input[1] in initializers):
-            picked = _picked_dims(shape_reads[node.input[0]], initializers[node.input[1]])
+                and constants.get(node.input[1]) is not None):
+            picked = _picked_dims(shape_reads[node.input[0]], constants[node.input[1]])
             if all(isinstance(d, int) for d in picked):
                 problems.append(f"{label}: picks static dims {picked} from a Shape "
                                 "(not constant-folded)")
