@@ -139,7 +139,8 @@ def validate(name: str, value: object) -> str | None:
     if spec.choices is not None and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
     if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
-        return f"{name} must be in [{spec.low}, {spec.high}]{' ' + spec.unit if spec.unit else ''}, got {value}"
+        unit = f" {spec.unit}" if spec.unit else ""
+        return f"{name} must be in [{spec.low}, {spec.high}]{unit}, got {value}"
     if name == "model_path" and not value.strip():
         return "model_path is empty: give the path of a checkpoint, ONNX graph or engine"
     if name == "device" and not (value == "cpu" or value == "cuda"

@@ -12,7 +12,7 @@ import pytest
 
 from lifter_harness import T0_S, Harness, assert_outputs_sane  # sets the ROS env first
 import rclpy  # noqa: E402
-from geometry_msgs.msg import Pose, PoseArray  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
 from rclpy.exceptions import ParameterException  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 

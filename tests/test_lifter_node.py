@@ -169,7 +169,8 @@ def test_parameters_are_declared_described_and_validated_at_run_time(harness):
     assert names <= set(node._parameters)
     desc = node.describe_parameter("confidence_threshold")
     assert "confidence" in desc.description
-    assert desc.floating_point_range[0].from_value == 0.0 and desc.floating_point_range[0].to_value == 1.0
+    bounds = desc.floating_point_range[0]
+    assert (bounds.from_value, bounds.to_value) == (0.0, 1.0)
 
     ok = node.set_parameters([Parameter("confidence_threshold", value=0.7)])[0]
     assert ok.successful and node.settings.confidence_threshold == 0.7

@@ -83,3 +83,8 @@ def test_markdown_table_lists_every_parameter():
     assert table.count("\n") == len(params.PARAMETERS) + 1
     for spec in params.PARAMETERS:
         assert f"| `{spec.name}`" in table
+
+
+def test_docs_parameter_table_is_current():
+    doc = (REPO / "docs" / "lifter_node.md").read_text()
+    assert params.markdown_table() in doc, "regenerate the table with params.markdown_table()"
