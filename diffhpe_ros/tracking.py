@@ -29,27 +29,50 @@ class Track:
     hits: int = 1
 
 
+def person_sizes_px(points_px: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, 17, 2) px, (N, 17) -> (N,) diagonal of the bounding box of the visible joints, at
+    least MIN_PERSON_SIZE_PX (also for persons with fewer than 2 visible joints)."""
+    visible = (mask > 0)[..., None]
+    lo = np.where(visible, points_px, np.inf).min(axis=1)
+    hi = np.where(visible, points_px, -np.inf).max(axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf for persons with no visible joint
+        diag = np.linalg.norm(hi - lo, axis=-1)
+    diag = np.where((mask > 0).sum(axis=1) >= 2, diag, 0.0)
+    return np.maximum(diag, MIN_PERSON_SIZE_PX)
+
+
 def person_size_px(points_px: np.ndarray, mask: np.ndarray) -> float:
-    """Diagonal of the bounding box of the visible joints, at least MIN_PERSON_SIZE_PX."""
-    visible = points_px[mask > 0]
-    if len(visible) < 2:
-        return MIN_PERSON_SIZE_PX
-    return max(float(np.linalg.norm(visible.max(axis=0) - visible.min(axis=0))), MIN_PERSON_SIZE_PX)
+    """Size of one person (17, 2) px with mask (17,): see person_sizes_px."""
+    return float(person_sizes_px(points_px[None], mask[None])[0])
+
+
+def cost_matrix(track_px: np.ndarray, track_mask: np.ndarray, det_px: np.ndarray,
+                det_mask: np.ndarray) -> np.ndarray:
+    """Size-normalised distances (T, D) between T tracked and D detected 2D poses ((N, 17, 2)
+    px, masks (N, 17)): the mean distance over the joints visible in both, or the distance of
+    the centroids when fewer than MIN_SHARED_JOINTS are shared; inf if either has no visible
+    joint."""
+    tm, dm = track_mask > 0, det_mask > 0
+    shared = tm[:, None] & dm[None]  # (T, D, 17)
+    n_shared = shared.sum(-1)
+    dist = np.linalg.norm(track_px[:, None] - det_px[None], axis=-1)
+    mean_shared = (dist * shared).sum(-1) / np.maximum(n_shared, 1)
+
+    def centroid(px, m):
+        return (px * m[..., None]).sum(1) / np.maximum(m.sum(1), 1)[:, None]
+
+    centroid_dist = np.linalg.norm(centroid(track_px, tm)[:, None] - centroid(det_px, dm)[None],
+                                   axis=-1)
+    size = np.maximum(person_sizes_px(track_px, track_mask)[:, None],
+                      person_sizes_px(det_px, det_mask)[None])
+    cost = np.where(n_shared >= MIN_SHARED_JOINTS, mean_shared, centroid_dist) / size
+    return np.where(tm.any(1)[:, None] & dm.any(1)[None], cost, np.inf)
 
 
 def association_cost(track_px: np.ndarray, track_mask: np.ndarray, det_px: np.ndarray,
                      det_mask: np.ndarray) -> float:
-    """Size-normalised distance between two 2D poses (17, 2) px with masks (17,); inf if either
-    pose has no visible joint."""
-    shared = (track_mask > 0) & (det_mask > 0)
-    size = max(person_size_px(track_px, track_mask), person_size_px(det_px, det_mask))
-    if shared.sum() >= MIN_SHARED_JOINTS:
-        dist = np.linalg.norm(track_px[shared] - det_px[shared], axis=-1).mean()
-    elif (track_mask > 0).any() and (det_mask > 0).any():
-        dist = np.linalg.norm(track_px[track_mask > 0].mean(0) - det_px[det_mask > 0].mean(0))
-    else:
-        return float("inf")
-    return float(dist / size)
+    """cost_matrix for one track (17, 2) px / (17,) and one detection."""
+    return float(cost_matrix(track_px[None], track_mask[None], det_px[None], det_mask[None])[0, 0])
 
 
 class PersonTracker:
@@ -93,9 +116,8 @@ class PersonTracker:
         ids = np.full(n_det, -1, dtype=np.int64)
         track_ids = list(self.tracks)
         if n_det and track_ids:
-            cost = np.array([[association_cost(self.tracks[t].points_px, self.tracks[t].mask,
-                                               points_px[d], mask[d])
-                              for d in range(n_det)] for t in track_ids])
+            cost = cost_matrix(np.stack([self.tracks[t].points_px for t in track_ids]),
+                               np.stack([self.tracks[t].mask for t in track_ids]), points_px, mask)
             # Gated pairs get a cost no allowed pair can reach, then are discarded.
             blocked = ~(cost <= self.gate)
             rows, cols = linear_sum_assignment(np.where(blocked, self.gate * 1e6 + 1.0, cost))

@@ -86,3 +86,17 @@ def test_bad_arguments_are_refused():
     for args in ((0, 0.5, 1.0), (2, 0.0, 1.0), (2, 0.5, float("nan"))):
         with pytest.raises(ValueError):
             PersonTracker(*args)
+
+
+def test_disjoint_visible_joints_fall_back_to_centroids():
+    a, _ = keypoints_h36m(1)
+    upper, legs = np.zeros(17), np.zeros(17)
+    upper[7:] = 1
+    legs[:7] = 1
+    cost = association_cost(a[0], upper, a[0], legs)
+    centroid_gap = np.linalg.norm(a[0, 7:].mean(0) - a[0, :7].mean(0))
+    size = max(person_size_px(a[0], upper), person_size_px(a[0], legs))
+    assert cost == pytest.approx(centroid_gap / size, rel=1e-5)
+    tracker = PersonTracker(4, gate=1.0, timeout_s=1.0)
+    first = tracker.update(a, upper[None], 0.0)
+    assert (tracker.update(a, legs[None], 0.03) == first).all()
