@@ -59,9 +59,9 @@ class DenoiserConfig:
     """GCN noise predictor (CSDI/DePOSit-style gated residual blocks)."""
 
     channels: int = 32               # C
-    blocks: int = 4
+    blocks: int = 3
     dropout: float = 0.0
-    nonlocal_channels: int = 16      # inner width of the grouped graph non-local block (0 = off)
+    nonlocal_channels: int = 0       # inner width of the grouped graph non-local block (0 = off)
     time_embedding_dim: int = 64     # sinusoid width (half sines, half cosines) and MLP width
     pose_embedding_dim: int = 32     # Wrapper only: E3D = Linear(3 -> this) of the noisy pose
 
@@ -84,7 +84,7 @@ class DiffusionConfig:
     cosine_offset: float = 0.008     # s in alpha_bar(t) = cos^2((t/T + s)/(1 + s) * pi/2)
     prediction: str = "x0"           # the denoiser outputs x0 (few-step friendly) or epsilon (reference)
     sampler: str = "ddim"            # ddim: respaced `steps`; ddpm: ancestral, all T steps
-    steps: int = 3                   # DDIM steps (1..timesteps)
+    steps: int = 2                   # DDIM steps (1..timesteps)
     hypotheses: int = 5              # H samples per window, batched
     aggregation: str = "reproj"      # mean | median | reproj
     eta: float = 0.0                 # DDIM stochasticity; 0 = deterministic given the noise
