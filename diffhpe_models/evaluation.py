@@ -351,16 +351,34 @@ def machine_description(device: str, threads: int | None) -> str:
 def compare_models(models: dict[str, EvaluatedModel], subset, device: str, stride: int = 1,
                    batch_size: int = 256, seed: int = 0, workers: int = 0,
                    modes: Sequence[str] = MODES) -> dict:
-    """Clean-input comparison, for each window mode: mode -> {windows, metrics: name -> {...}}."""
+    """Clean-input comparison per window mode: mode -> {windows, metrics, evaluated_mode}.
+
+    A model is only ever fed windows of the mode it was trained with (a causal model's temporal
+    attention and position embeddings expect the target at the end). In the table of the other
+    mode it appears with the numbers of its own mode, and `evaluated_mode[name]` says so.
+    metrics: name -> metric means (mm), plus "ground_truth" (pose-only metrics of that mode).
+    """
     protocol = WindowProtocol.of(models.values())
-    out = {}
+    evaluated = {}
     for mode in modes:
+        group = {n: m for n, m in models.items() if m.trained_mode == mode}
         windows = make_windows(subset, protocol, mode, "none", seed)
         indices = strided(len(windows), stride)
-        out[mode] = {"windows": len(indices),
-                     "metrics": evaluate_windows(models, windows, indices, mode, device,
-                                                 batch_size, seed, workers,
-                                                 desc=f"compare {mode}")}
+        evaluated[mode] = (len(indices), evaluate_windows(group, windows, indices, mode, device,
+                                                          batch_size, seed, workers,
+                                                          desc=f"compare {mode}"))
+    out = {}
+    for mode in modes:
+        count, res = evaluated[mode]
+        metrics_by_model, own_mode = {}, {}
+        for name, model in models.items():
+            own_mode[name] = model.trained_mode if model.trained_mode in evaluated else None
+            if own_mode[name] is None:
+                raise ValueError(f"{name}: trained with {model.trained_mode} windows, which this "
+                                 f"run does not evaluate (modes {list(modes)})")
+            metrics_by_model[name] = evaluated[own_mode[name]][1][name]
+        out[mode] = {"windows": count, "evaluated_mode": own_mode,
+                     "metrics": {**metrics_by_model, "ground_truth": res["ground_truth"]}}
     return out
 
 
@@ -564,6 +582,9 @@ def state_claims(results: dict, ours: str = "diffhpe_wrapper", baseline: str = "
             m = res["metrics"]
             if ours not in m or baseline not in m:
                 continue
+            own = res.get("evaluated_mode", {})
+            if own.get(ours, mode) != mode and own.get(baseline, mode) != mode:
+                continue  # both shown with their other-mode numbers: already counted there
             for key in metric_keys:
                 a, b = m[ours].get(key), m[baseline].get(key)
                 if a is None or b is None:

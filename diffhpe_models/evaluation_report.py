@@ -220,24 +220,31 @@ def _comparison_section(r: dict) -> list[str]:
            "one). MPJVE, acceleration error, segment-length std and the sagittal symmetry gap are "
            "measured over **all frames of each window's output**. Every window weighs the same. "
            "All values in mm (MPJVE per frame, acceleration per frame squared); lower is better. "
-           "The ground-truth row is the floor of the two pose-only metrics on this data.", ""]
+           "The ground-truth row is the floor of the two pose-only metrics on this data. A model "
+           "is only fed windows of the mode it was trained with (marked † in the other "
+           "table).", ""]
     for mode, res in r["comparison"].items():
-        others = [n for n, m in r["models"].items() if m["trained_mode"] != mode]
+        own = res.get("evaluated_mode", {})
+        others = [n for n in r["models"] if own.get(n, mode) != mode]
         out += [f"### {mode.capitalize()} windows (target = {MODE_TARGET[mode]}, "
                 f"{res['windows']} windows)", ""]
-        if others:
-            out += [f"Trained with other windows: {', '.join(others)}. This row feeds them "
-                    f"{mode} windows all the same (the same windows as every other model) - an "
-                    "evaluation protocol, not their training setting.", ""]
         rows = []
         for name, m in res["metrics"].items():
             if name == "ground_truth":
                 continue
-            rows.append([name] + [_mm(m.get(k)) for k in METRICS])
+            rows.append([name + (" †" if name in others else "")]
+                        + [_mm(m.get(k)) for k in METRICS])
         gt = res["metrics"].get("ground_truth", {})
         rows.append(["ground truth"] + [_mm(gt.get(k)) if k in POSE_ONLY_METRICS else "-"
                                         for k in METRICS])
         out += [_table(["model"] + [METRIC_HEADERS[k] for k in METRICS], rows), ""]
+        if others:
+            modes = sorted({own[n] for n in others})
+            out += [f"† Trained with {' / '.join(modes)} windows only: a model is evaluated "
+                    f"with the windows it was trained with, so these rows repeat its "
+                    f"{' / '.join(modes)} numbers (target = "
+                    f"{' / '.join(MODE_TARGET[m] for m in modes)}), not a {mode} evaluation.",
+                    ""]
     out += ["![metrics per model and window mode](img/eval_metrics.png)", ""]
     return out
 

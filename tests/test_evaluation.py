@@ -329,3 +329,42 @@ def test_occlusion_matrix_script_trains_then_evaluates(dataset_file, tmp_path):
     assert matrix_cli.main(argv + ["--skip-training"]) == 0
     assert matrix_cli.main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("best.pt")} == before
+
+
+def test_models_are_fed_only_the_windows_they_were_trained_with(dataset_file, checkpoints,
+                                                               tmp_path):
+    centred = make_untrained_checkpoint(tmp_path / "c.pt", small_config("mixste", mode="centred"))
+    models = {"causal_model": ev.load_model("causal_model", checkpoints["mixste"], "cpu"),
+              "centred_model": ev.load_model("centred_model", centred, "cpu")}
+    subset = ev.split_sequences(dataset_file, "test")
+    res = ev.compare_models(models, subset, "cpu", stride=8)
+    assert res["centred"]["evaluated_mode"] == {"causal_model": "causal",
+                                                "centred_model": "centred"}
+    assert res["causal"]["evaluated_mode"] == res["centred"]["evaluated_mode"]
+    for name in models:  # the same numbers in both tables: one evaluation per model
+        assert res["centred"]["metrics"][name] == res["causal"]["metrics"][name]
+    # ... and they are the evaluation on the model's own windows.
+    protocol = ev.WindowProtocol.of(models.values())
+    windows = ev.make_windows(subset, protocol, "centred", "none", 0)
+    direct = ev.evaluate_windows({"centred_model": models["centred_model"]}, windows,
+                                 ev.strided(len(windows), 8), "centred", "cpu")
+    assert res["causal"]["metrics"]["centred_model"] == direct["centred_model"]
+    # Ground truth rows differ per mode (target and window frames differ).
+    assert res["centred"]["metrics"]["ground_truth"] != res["causal"]["metrics"]["ground_truth"]
+    from diffhpe_models.evaluation_report import render_markdown
+    md = render_markdown({"split": "test", "sequences": 2, "dataset": "d", "stride": 8, "seed": 0,
+                          "device": "cpu", "torch": "t", "batch_size": 256, "claims": [],
+                          "protocol": ev.asdict(protocol), "comparison": res,
+                          "models": {n: m.describe() for n, m in models.items()}})
+    assert "| causal_model † |" in md and "| centred_model † |" in md
+    assert "Trained with causal windows only" in md
+
+
+def test_evaluate_cli_refuses_bad_input_with_a_clear_message(dataset_file, tmp_path, capsys):
+    missing = tmp_path / "nope.pt"
+    assert evaluate_cli.main(["--checkpoints", f"mixste={missing}", "--dataset",
+                              str(dataset_file), "--out", str(tmp_path / "docs")]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "docs").exists()
+    with pytest.raises(SystemExit):
+        evaluate_cli.main(["--checkpoints", "mixste"])  # NAME=PATH expected

@@ -15,6 +15,9 @@ import shlex
 import sys
 import time
 
+from diffhpe_models.checkpoint import CheckpointError
+from diffhpe_models.config import ConfigError
+from diffhpe_models.dataset import DatasetError
 from diffhpe_models.evaluation import (SAMPLER_HYPOTHESES, SAMPLER_STEPS, EvaluationSettings,
                                        run_evaluation)
 from diffhpe_models.evaluation_report import write_report
@@ -88,7 +91,11 @@ def main(argv=None) -> int:
         timing_seconds=args.timing_seconds, examples=args.examples,
         extra={"command": "python training/evaluate.py " + shlex.join(argv)})
     t0 = time.perf_counter()
-    results = run_evaluation(settings)
+    try:
+        results = run_evaluation(settings)
+    except (CheckpointError, ConfigError, DatasetError, ValueError, FileNotFoundError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
     results["seconds"] = round(time.perf_counter() - t0, 1)
     paths = write_report(results, args.out)
     for claim in results["claims"]:
