@@ -342,7 +342,8 @@ def machine_description(device: str, threads: int | None) -> str:
                     break
     except OSError:
         pass
-    return f"{name}, torch {torch.__version__}, {threads or torch.get_num_threads()} threads"
+    n = threads or torch.get_num_threads()
+    return f"{name}, torch {torch.__version__}, {n} thread{'' if n == 1 else 's'}"
 
 
 # --- the three studies ---------------------------------------------------------------------

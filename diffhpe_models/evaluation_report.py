@@ -15,7 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: the report is written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
@@ -95,7 +95,10 @@ def plot_sampler_tradeoff(rows: Sequence[dict], path: str | Path, machine: str) 
                             xytext=(3, 3), textcoords="offset points", color=line.get_color())
     for ax, label in zip(axes, ("MPJPE (mm)", "segment-length std (mm)")):
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())  # plain 1, 10, 100 (no mathtext)
+        # Plain 1, 2, 5, 10, ... labels (log axes default to mathtext and crowd narrow ranges).
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("ms per window (median)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
