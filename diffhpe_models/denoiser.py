@@ -99,7 +99,8 @@ class _GraphConv(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def weights(self, allowed: torch.Tensor | None = None):
-        """-> (W_self (J, in, out), W_neighbour (J, in, out), bias (out,), BN applied later?)."""
+        """-> (W_self (J, in, out), W_neighbour (J, in, out), bias (out,), needs_norm): in eval
+        the BN is already folded in (needs_norm False); in training it runs after the conv."""
         w_self, w_nb = self.weight[0] * self.self_w, self.weight[1]
         if allowed is not None:
             w_self, w_nb = w_self * allowed, w_nb * allowed
