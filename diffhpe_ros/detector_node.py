@@ -16,16 +16,17 @@ warning_throttle_s (float, 5.0).
 """
 from __future__ import annotations
 
+import sys
+
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from diffhpe_ros.entry import run_node
 from diffhpe_ros.conversions import keypoints_to_pose_array
 from diffhpe_ros.images import rgb_from_image_msg
 from diffhpe_ros.pose_detector import PoseDetector
@@ -80,20 +81,9 @@ class DetectorNode(Node):
         super().destroy_node()
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """`detector_node` entry point."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DetectorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+    return run_node(DetectorNode, "detector_node", args)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,11 +15,8 @@ import time
 from collections import Counter, deque
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, PointCloud2
@@ -32,6 +29,7 @@ from diffhpe_models.occlusion import confidence_mask
 from diffhpe_models.runtime import load_lifter
 from diffhpe_models.skeleton import KEYPOINT_FORMATS, to_h36m17
 from diffhpe_ros import params
+from diffhpe_ros.entry import run_node
 from diffhpe_ros.conversions import (BadMessage, Intrinsics, diagnostic_array,
                                      intrinsics_from_camera_info, keypoints_from_pose_array,
                                      pose3d_to_point_cloud2, pose3d_to_pose_array,
@@ -521,26 +519,9 @@ class LifterNode(Node):
 
 
 def main(args=None) -> int:
-    """Entry point `lifter_node`: exits 2 with a clear error when it cannot start."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = LifterNode()
-        # One executor thread is enough: the model runs in the node's worker thread.
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (StartupError, ParameterException) as e:
-        rclpy.logging.get_logger(params.NODE_NAME).fatal(f"cannot start: {e}")
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    """Entry point `lifter_node`: exits 2 with a clear error when it cannot start. One executor
+    thread is enough: the model runs in the node's worker thread."""
+    return run_node(LifterNode, params.NODE_NAME, args, startup_errors=(StartupError,))
 
 if __name__ == "__main__":
     sys.exit(main())

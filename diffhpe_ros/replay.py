@@ -11,16 +11,17 @@ restamp (bool, true), loop (bool, false), start_delay_s (float, 0.5: lets subscr
 """
 from __future__ import annotations
 
+import sys
+
 import threading
 import time
 
-import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 
+from diffhpe_ros.entry import run_node
 from diffhpe_ros.bag import msg_class_from_name, read_bag
 
 DEFAULT_TOPICS = ["/keypoints2d", "/camera_info"]
@@ -102,21 +103,9 @@ class BagReplay(Node):
         super().destroy_node()
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """`replay` entry point: publish the bag, then exit (or Ctrl-C)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = BagReplay()
-        while rclpy.ok() and not node.finished.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+    return run_node(BagReplay, "replay", args, until=lambda node: node.finished)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

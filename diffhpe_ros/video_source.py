@@ -14,19 +14,20 @@ Parameters (all read once at start):
 """
 from __future__ import annotations
 
+import sys
+
 import math
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from diffhpe_ros.entry import run_node
 from diffhpe_ros.images import image_msg_from_bgr
 
 
@@ -144,21 +145,9 @@ class VideoSource(Node):
         super().destroy_node()
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """`video_source` entry point: spin until the video ends (or Ctrl-C)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = VideoSource()
-        while rclpy.ok() and not node.finished.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+    return run_node(VideoSource, "video_source", args, until=lambda node: node.finished)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
