@@ -47,7 +47,9 @@ def make_untrained_checkpoint(path: Path, config_dict: dict = TINY_CONFIG, seed:
 
     config = from_dict(config_dict)
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(config)
+    with torch.random.fork_rng():  # initial weights from the seed too: the same model every run
+        torch.manual_seed(seed)
+        model = build_model(config)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=generator) * 0.1)
