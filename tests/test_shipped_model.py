@@ -1,0 +1,57 @@
+"""The shipped model, end to end: real test-split mocap projected to 2D, through the real lifter
+node with the exported ONNX graph, compared with the ground truth. A regression guard for the
+trained weights, the export and the node's data path together (not the evaluation protocol:
+docs/evaluation.md holds the measured numbers)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lifter_harness import Harness  # sets the ROS env first
+import rclpy  # noqa: E402
+
+from diffhpe_models import metrics  # noqa: E402
+from diffhpe_models.skeleton import bone_lengths  # noqa: E402
+from diffhpe_ros import conversions as cv  # noqa: E402
+from keypoint_stream import DATASET, detector_layout, keypoints_h36m  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "diffhpe_lifter.onnx"
+FRAMES = 60  # measured: MPJPE 27 mm on these frames (clean 2D); the bound leaves room for retraining
+
+pytestmark = pytest.mark.skipif(not DATASET.exists(), reason="needs data/mocap_h36m17.npz (make data)")
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+def test_shipped_lifter_recovers_real_motion_through_the_node(context):
+    uv, pose_cam = keypoints_h36m(FRAMES)  # real test-split motion, 4 m from a 640x480 camera
+    h = Harness(context, SHIPPED, keypoint_format="mediapipe33")
+    try:
+        h.send_camera_info()
+        h.spin_for(0.2)
+        h.stream(detector_layout(uv, "mediapipe33")[:, None])
+        out = np.stack([cv.pose_array_to_pose3d(m)[0] for m in h.poses])  # (T, 17, 3)
+    finally:
+        h.close()
+    assert out.shape == (FRAMES, 17, 3) and np.isfinite(out).all()
+    late = slice(27, None)  # once the causal window holds only real frames
+    pred_rel = out[late] - out[late, :1]
+    gt_rel = pose_cam[late] - pose_cam[late, :1]
+    err_mm = metrics.mpjpe(pred_rel, gt_rel)
+    assert err_mm < 80.0, f"MPJPE {err_mm:.0f} mm through the node"
+    # The root is placed from the 2D and the intrinsics: within a few decimetres at 4 m.
+    root_err_m = np.linalg.norm(out[late, 0] - pose_cam[late, 0], axis=-1).mean()
+    assert root_err_m < 0.5, f"root placed {root_err_m:.2f} m off"
+    # Coherent skeleton: thighs and shins of a human size, left and right alike.
+    bones = bone_lengths(out[late]).mean(0)
+    thigh_r, shin_r, thigh_l, shin_l = bones[1], bones[2], bones[4], bones[5]
+    for b in (thigh_r, shin_r, thigh_l, shin_l):
+        assert 0.25 < b < 0.6, bones
+    assert abs(thigh_r - thigh_l) < 0.05 and abs(shin_r - shin_l) < 0.05, bones
