@@ -88,3 +88,18 @@ def atomic_save_npz_compressed(path: str | os.PathLike, **arrays: np.ndarray) ->
     with atomic_open(path) as f:
         np.savez_compressed(f, **arrays)
     return Path(path)
+
+
+def atomic_replace_section(path: str | os.PathLike, key: str, body: str, title: str = "") -> None:
+    """Write `body` between the markers `<!-- key:begin ... -->` and `<!-- key:end -->` of a text
+    file (a generated part of a hand-written document), keeping the rest; appends the block (or
+    creates the file with `title`) when the markers are absent. Atomic like the other writers."""
+    begin_prefix, end = f"<!-- {key}:begin", f"<!-- {key}:end -->"
+    block = f"{begin_prefix} (generated; edits are overwritten) -->\n{body.rstrip()}\n{end}"
+    p = Path(path)
+    text = p.read_text(encoding="utf-8") if p.is_file() else (f"{title}\n\n" if title else "")
+    if begin_prefix in text and end in text:
+        text = text[:text.index(begin_prefix)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + block + "\n"
+    atomic_write_text(p, text)

@@ -55,3 +55,19 @@ def test_new_files_get_umask_mode_and_replaced_files_keep_theirs(tmp_path):
         assert p.stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(mask)
+
+
+def test_replace_section_keeps_the_hand_written_text(tmp_path):
+    from diffhpe_models.atomic import atomic_replace_section
+
+    doc = tmp_path / "bench.md"
+    atomic_replace_section(doc, "a", "first A", title="# Title")
+    atomic_replace_section(doc, "b", "first B")
+    text = doc.read_text()
+    doc.write_text(text.replace("# Title", "# Title\n\nhand-written intro"))
+    atomic_replace_section(doc, "a", "second A")
+    text = doc.read_text()
+    assert text.startswith("# Title\n\nhand-written intro")
+    assert "second A" in text and "first A" not in text and "first B" in text
+    assert text.index("second A") < text.index("first B")  # replaced in place
+    assert text.count("<!-- a:begin") == 1 and text.count("<!-- a:end -->") == 1

@@ -37,9 +37,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 PEAK_GFLOPS = 84.0  # practical fp32 peak of the 2-core CPU (reference/real-time-budget.md)
-BEGIN = "<!-- lifting-benchmark:begin (written by training/benchmark.py; edits are overwritten) -->"
-END = "<!-- lifting-benchmark:end -->"
-E2E_HEADING = "## End-to-end (ROS 2 node)"
+SECTION = "lifting-benchmark"  # the part of docs/benchmarks.md this script writes
 GOAL_P99_MS, GOAL_FPS_4P, GOAL_RSS_MB, GOAL_SPEEDUP = 10.0, 30.0, 1000.0, 2.0
 MIN_CALLS = 8
 
@@ -440,20 +438,10 @@ def section_header(models: Models, args, argv: list[str]) -> str:
 
 
 def write_section(path: Path, markdown: str) -> None:
-    """Replace the lifting section of `path` (between the markers), keeping everything else."""
-    from diffhpe_models.atomic import atomic_write_text
+    """Replace the lifting section of `path` (between its markers), keeping everything else."""
+    from diffhpe_models.atomic import atomic_replace_section
 
-    block = f"{BEGIN}\n{markdown}\n{END}"
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        text = (f"# Benchmarks\n\n{block}\n\n{E2E_HEADING}\n\n"
-                "_Written by the ROS node's end-to-end benchmark._\n")
-    atomic_write_text(path, text)
+    atomic_replace_section(path, SECTION, markdown, title="# Benchmarks")
 
 
 def main(argv=None) -> int:

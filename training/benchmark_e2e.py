@@ -265,6 +265,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lifter-param", action="append", default=[], metavar="NAME:=VALUE",
                     help="extra lifter parameter (repeatable)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write the table into this markdown file (its end-to-end section)")
     a = ap.parse_args(argv)
 
     if a.bag is not None:
@@ -295,17 +297,24 @@ def main(argv=None) -> int:
         print(f"{persons} person(s): p99 {rows[-1]['p99_ms']:.1f} ms, dropped {rows[-1]['dropped']}",
               file=sys.stderr, flush=True)
 
-    print(f"End-to-end, two processes ({platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
-          f"model {a.model}; keypoints: {source}; "
-          f"{a.duration:g} s per row after {a.warmup:g} s warm-up)\n")
-    print(markdown(rows))
+    header = (f"End-to-end, two processes ({platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+              f"model {a.model}; keypoints: {source}; "
+              f"{a.duration:g} s per row after {a.warmup:g} s warm-up)")
+    lines = [header, "", markdown(rows)]
     one = [r for r in rows if r["persons"] == 1]
     if one:
         r = one[0]
         met = r["p99_ms"] <= GOAL_P99_MS and r["dropped"] == 0
-        print(f"\nGoal (1 person, {a.rate:g} Hz: p99 <= {GOAL_P99_MS:g} ms, no drops): "
-              f"{'met' if met else 'NOT met'}")
+        lines += ["", f"Goal (1 person, {a.rate:g} Hz: p99 <= {GOAL_P99_MS:g} ms, no drops): "
+                      f"{'met' if met else 'NOT met'}"]
+    report = "\n".join(lines)
+    print(report)
+    if a.out is not None:
+        from diffhpe_models.atomic import atomic_replace_section
+        command = "python training/benchmark_e2e.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        atomic_replace_section(a.out, "e2e-benchmark", f"## End-to-end (ROS 2 node, `training/benchmark_e2e.py`)\n\n"
+                               f"Command: `{command}`\n\n{report}", title="# Benchmarks")
     if a.json is not None:
         from diffhpe_models.atomic import atomic_write_json
         atomic_write_json(a.json, {"source": source, "model": a.model, "rows": [
