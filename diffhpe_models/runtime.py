@@ -277,10 +277,20 @@ class Lifter:
                              "with mask 0)")
         return keypoints_px, mask, np.ascontiguousarray(image_wh)
 
-    def lift(self, keypoints_px, mask, image_wh) -> tuple[np.ndarray, np.ndarray]:
+    def lift(self, keypoints_px, mask, image_wh, noise_slots=None) -> tuple[np.ndarray, np.ndarray]:
         """Lift P persons' windows: (P, L, 17, 2) px, (P, L, 17), (P, 2) px -> (P, L, 17, 3) m,
-        (P, L, 17) m. P may be 0."""
+        (P, L, 17) m. P may be 0.
+
+        noise_slots: optional (P,) ints in [0, max_persons): which row of the fixed noise each
+        person uses. A tracker passes a per-track slot so that, with `fixed_noise`, a person's
+        noise (and so its output for the same input) does not change when others come or go."""
         keypoints_px, mask, image_wh = self._check(keypoints_px, mask, image_wh)
+        if noise_slots is not None:
+            noise_slots = np.asarray(noise_slots)
+            if (noise_slots.shape != (keypoints_px.shape[0],) or noise_slots.dtype.kind not in "iu"
+                    or (noise_slots < 0).any() or (noise_slots >= self.max_persons).any()):
+                raise ValueError(f"noise_slots: expected {keypoints_px.shape[0]} ints in "
+                                 f"[0, {self.max_persons}), got {noise_slots!r}")
         persons = keypoints_px.shape[0]
         if persons == 0:
             return (np.zeros((0, self.window, NUM_JOINTS, 3), np.float32),
@@ -297,6 +307,8 @@ class Lifter:
         noise = self._noise[:persons]
         if not self.fixed_noise:
             self._rng.standard_normal(out=noise, dtype=np.float32)
+        elif noise_slots is not None:
+            noise = self._noise[noise_slots]
         return self.backend.run(keypoints_px, mask, image_wh, noise)
 
 

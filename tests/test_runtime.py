@@ -119,3 +119,17 @@ def test_load_time_errors(tiny_checkpoint, tiny_onnx, tmp_path):
     corrupt_ckpt.write_bytes(b"garbage")
     with pytest.raises(BackendError, match="cannot build the lifter"):
         load_lifter(corrupt_ckpt)
+
+
+def test_noise_slots_keep_a_persons_output_when_others_come_and_go(tiny_onnx):
+    lifter = load_lifter(tiny_onnx, seed=3, max_persons=4, fixed_noise=True)
+    kp, mask, wh = _inputs(2)
+    both, _ = lifter.lift(kp, mask, wh, noise_slots=np.array([1, 3]))
+    # Person in slot 3 alone, now first in the batch: same noise row, same output.
+    alone, _ = lifter.lift(kp[1:], mask[1:], wh[1:], noise_slots=np.array([3]))
+    np.testing.assert_allclose(alone[0], both[1], atol=1e-6)
+    # Without slots it would take row 0: a different output (the test can fail).
+    shifted, _ = lifter.lift(kp[1:], mask[1:], wh[1:])
+    assert np.abs(shifted[0] - both[1]).max() > 1e-5
+    with pytest.raises(ValueError, match="noise_slots"):
+        lifter.lift(kp, mask, wh, noise_slots=np.array([0, 4]))
