@@ -25,6 +25,10 @@ def _wh_like(image_wh, ndim: int):
     return image_wh[(Ellipsis,) + (None,) * extra + (slice(None),)]
 
 
+# The reference's 2D normalisation, as recorded in checkpoints and export manifests.
+NORMALISATION = "u_n = u / w * 2 - 1, v_n = v / w * 2 - h / w"
+
+
 def normalize_screen(uv_px, image_wh):
     """Pixels -> the reference normalisation: u_n = u/w*2 - 1, v_n = v/w*2 - h/w.
 

@@ -17,12 +17,10 @@ from torch import nn
 from .atomic import atomic_open
 from .config import ConfigError, ExperimentConfig, from_dict, to_dict
 from .lifter import build_model, build_pipeline  # noqa: F401  (build_pipeline: re-exported)
+from .camera import NORMALISATION  # recorded, so a consumer can check it
 from .skeleton import JOINT_NAMES
 
 CHECKPOINT_FORMAT = "diffhpe-checkpoint-v1"
-# The 2D normalisation the model was trained with (camera.normalize_screen), recorded so that a
-# consumer can check it instead of assuming it.
-NORMALISATION = "u_n = u / w * 2 - 1, v_n = v / w * 2 - h / w"
 
 
 class CheckpointError(ValueError):

@@ -19,6 +19,7 @@ import datetime
 import hashlib
 import json
 import os
+import tempfile
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import numpy as np
 
 from . import tensorrt_ops
 from .atomic import atomic_write_bytes, atomic_write_json
+from .camera import NORMALISATION
 from .skeleton import JOINT_NAMES, NUM_JOINTS
 
 OPSET = 17
@@ -523,8 +525,7 @@ def pipeline_settings(pipeline, config, fps: float) -> dict[str, Any]:
         "causal_model": bool(config.model.causal),
         "fps": float(fps),
         "joints": list(JOINT_NAMES),
-        # The 2D normalisation inside the graph (camera.normalize_screen).
-        "normalisation": "u_n = u / w * 2 - 1, v_n = v / w * 2 - h / w",
+        "normalisation": NORMALISATION,  # inside the graph (camera.normalize_screen)
         "units": {"keypoints_px": "pixels", "pose3d_m": "metres, camera frame, root-relative",
                   "spread_m": "metres"},
     }
@@ -611,12 +612,25 @@ def export_model(pipeline, config, out_path: str | os.PathLike, fps: float,
                           f"{settings['sampler']!r}, eta = {settings['eta']}); only a "
                           "deterministic DDIM (eta = 0) exports, with its noise as an input")
     window, hypotheses = settings["window"], settings["hypotheses"]
-    model = export_pipeline_onnx(pipeline, out_path, window, hypotheses, example_persons)
-    parity = onnx_parity(pipeline, out_path, window, hypotheses)
-    if not parity < PARITY_TOLERANCE_M:
-        out_path.unlink(missing_ok=True)
-        raise ExportError(f"{out_path}: ONNX Runtime differs from PyTorch by {parity:.3g} m "
-                          f"(> {PARITY_TOLERANCE_M} m); export discarded")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # Export, check and describe the new graph in a staging directory beside the target; only a
+    # graph that passed everything replaces the old one (a shipped model is never lost to a
+    # failed export).
+    with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
+        staged = Path(tmp) / out_path.name
+        model = export_pipeline_onnx(pipeline, staged, window, hypotheses, example_persons)
+        parity = onnx_parity(pipeline, staged, window, hypotheses)
+        if not parity < PARITY_TOLERANCE_M:
+            raise ExportError(f"{out_path}: ONNX Runtime differs from PyTorch by {parity:.3g} m "
+                              f"(> {PARITY_TOLERANCE_M} m); export discarded")
+        staged_manifest = write_manifest(staged, _manifest_fields(
+            settings, window, hypotheses, model, parity, source))
+        os.replace(staged, out_path)
+        os.replace(staged_manifest, manifest_path(out_path))
+    return ExportResult(out_path, manifest_path(out_path), read_manifest(out_path))
+
+
+def _manifest_fields(settings, window, hypotheses, model, parity, source) -> dict[str, Any]:
     shapes = io_shapes(window, hypotheses)
     fields = {"format": MANIFEST_FORMAT, **settings}
     fields.update({
@@ -629,8 +643,7 @@ def export_model(pipeline, config, out_path: str | os.PathLike, fps: float,
         "source": source or {},
         "exporter": exporter_versions(),
     })
-    mpath = write_manifest(out_path, fields)
-    return ExportResult(out_path, mpath, read_manifest(out_path))
+    return fields
 
 
 def export_checkpoint(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -304,3 +304,15 @@ def _env():
     import os
 
     return dict(os.environ)
+
+
+def test_failed_export_keeps_the_existing_model(tiny_checkpoint, tmp_path, monkeypatch):
+    out = tmp_path / "lifter.onnx"
+    first = export.export_checkpoint(tiny_checkpoint, out)
+    before = out.read_bytes(), first.manifest_path.read_bytes()
+    monkeypatch.setattr(export, "PARITY_TOLERANCE_M", 0.0)  # nothing can pass now
+    with pytest.raises(ExportError, match="discarded"):
+        export.export_checkpoint(tiny_checkpoint, out)
+    assert (out.read_bytes(), first.manifest_path.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lifter.onnx", "lifter.onnx.json"]
+    export.read_manifest(out)  # still a consistent pair
