@@ -52,12 +52,16 @@ def s_to_duration(t_s: float) -> Duration:
 
 # --- 2D keypoints ----------------------------------------------------------------------------
 
+# Larger than any image: such a coordinate is garbage (and 1e39 would overflow float32 to inf).
+MAX_ABS_COORDINATE_PX = 1e6
+
+
 @dataclass
 class Keypoints2D:
     """Keypoints of one message. points_px (P, K, 2) float32, conf (P, K) float32 in [0, 1].
 
-    Keypoints that were unusable (non-finite, confidence outside [0, 1]) have conf 0 and
-    coordinates 0; `problems` counts them by reason.
+    Keypoints that were unusable (non-finite, |x| or |y| > MAX_ABS_COORDINATE_PX, confidence
+    outside [0, 1]) have conf 0 and coordinates 0; `problems` counts them by reason.
     """
 
     points_px: np.ndarray
@@ -69,7 +73,9 @@ def keypoints_from_pose_array(msg: PoseArray, keypoints_per_person: int) -> Keyp
     """PoseArray of K poses per person (x, y = px, z = confidence) -> Keypoints2D.
 
     Raises BadMessage('wrong_pose_count') when the number of poses is not a multiple of K.
-    An empty PoseArray is valid (no person): P = 0.
+    An empty PoseArray is valid (no person): P = 0. Problems counted per keypoint:
+    'nonfinite_keypoints' (x, y or z NaN/inf), 'coordinate_out_of_range' (|x| or |y| above
+    MAX_ABS_COORDINATE_PX), 'confidence_out_of_range' (z outside [0, 1]).
     """
     k = int(keypoints_per_person)
     if k <= 0:
@@ -86,10 +92,15 @@ def keypoints_from_pose_array(msg: PoseArray, keypoints_per_person: int) -> Keyp
     nonfinite = ~np.isfinite(flat).all(axis=-1)
     if nonfinite.any():
         problems["nonfinite_keypoints"] = int(nonfinite.sum())
-    out_of_range = ~nonfinite & ((conf < 0.0) | (conf > 1.0))
+    # Checked in float64, before the cast to float32 could turn a huge value into inf.
+    with np.errstate(invalid="ignore"):
+        too_far = ~nonfinite & (np.abs(points) > MAX_ABS_COORDINATE_PX).any(axis=-1)
+    if too_far.any():
+        problems["coordinate_out_of_range"] = int(too_far.sum())
+    out_of_range = ~nonfinite & ~too_far & ((conf < 0.0) | (conf > 1.0))
     if out_of_range.any():
         problems["confidence_out_of_range"] = int(out_of_range.sum())
-    unusable = nonfinite | out_of_range
+    unusable = nonfinite | too_far | out_of_range
     points = np.where(unusable[..., None], 0.0, points)
     conf = np.where(unusable, 0.0, conf)
     return Keypoints2D(points.astype(np.float32), conf.astype(np.float32), problems)

@@ -30,8 +30,9 @@ from diffhpe_models.runtime import load_lifter
 from diffhpe_models.skeleton import KEYPOINT_FORMATS, to_h36m17
 from diffhpe_ros import params
 from diffhpe_ros.entry import run_node
-from diffhpe_ros.conversions import (BadMessage, Intrinsics, diagnostic_array,
-                                     intrinsics_from_camera_info, keypoints_from_pose_array,
+from diffhpe_ros.conversions import (MAX_ABS_COORDINATE_PX, BadMessage, Intrinsics,
+                                     diagnostic_array, intrinsics_from_camera_info,
+                                     keypoints_from_pose_array,
                                      pose3d_to_point_cloud2, pose3d_to_pose_array,
                                      skeleton_markers, stamp_to_s)
 from diffhpe_ros.tracking import PersonTracker
@@ -41,7 +42,7 @@ DEFAULT_FRAME_ID = "camera_optical_frame"
 DIAGNOSTIC_NAME = "diffhpe_ros: lifter"
 # Every kind of bad input the node counts; all appear in /diagnostics (0 when never seen).
 BAD_INPUT_REASONS = (
-    "wrong_pose_count", "nonfinite_keypoints", "confidence_out_of_range",
+    "wrong_pose_count", "nonfinite_keypoints", "coordinate_out_of_range", "confidence_out_of_range",
     "stamp_repeated", "stamp_backwards", "clock_jump_back", "stamp_jump", "too_many_persons",
     "bad_camera_info", "lift_failed", "nonfinite_output", "root_translation_failed",
 )
@@ -317,8 +318,9 @@ class LifterNode(Node):
             return
         for reason, n in kp.problems.items():
             self._count_bad(reason, f"keypoints2d: {n} keypoints with {reason.replace('_', ' ')} "
-                                    "treated as missing (x, y must be finite pixels, z a "
-                                    "confidence in [0, 1])", n)
+                                    "treated as missing (x, y must be finite pixels with "
+                                    f"|x|, |y| <= {MAX_ABS_COORDINATE_PX:g}, z a confidence in "
+                                    "[0, 1])", n)
         if not self._check_stamp(stamp_s, s):
             return
         dropped = self.tracker.drop_stale(stamp_s)

@@ -77,6 +77,21 @@ def test_nonfinite_and_out_of_range_keypoints_become_missing():
     np.testing.assert_allclose(kp.points_px[good], 100.0)
 
 
+def test_huge_coordinates_are_missing_keypoints_not_float32_infinities():
+    # 1e39 is finite in float64 but inf in float32: it must be caught before the cast.
+    pts = np.full((1, 17, 2), 100.0)
+    conf = np.full((1, 17), 0.9)
+    pts[0, 2, 0] = 1e39
+    pts[0, 4, 1] = -3e6
+    pts[0, 6] = cv.MAX_ABS_COORDINATE_PX  # the largest allowed value is kept
+    kp = cv.keypoints_from_pose_array(roundtrip(cv.keypoints_to_pose_array(pts, conf, header())), 17)
+    assert kp.problems == {"coordinate_out_of_range": 2}
+    assert np.isfinite(kp.points_px).all()
+    for k in (2, 4):
+        assert kp.conf[0, k] == 0 and (kp.points_px[0, k] == 0).all()
+    assert kp.conf[0, 6] == pytest.approx(0.9) and (kp.points_px[0, 6] == 1e6).all()
+
+
 def test_pose3d_pose_array_roundtrip_and_nan_refused():
     pose = np.random.default_rng(1).normal(size=(2, 17, 3)).astype(np.float32)
     msg = roundtrip(cv.pose3d_to_pose_array(pose, header()))

@@ -74,6 +74,25 @@ def test_nonfinite_coordinates_are_missing_keypoints(harness, capfd):
     assert len(warnings_about(capfd, "nonfinite_keypoints")) == 1
 
 
+def test_huge_coordinates_are_missing_keypoints(harness, capfd):
+    # 1e39 px is finite in float64 but inf in float32: it must never reach the model as visible.
+    for i in range(5):
+        pts = UV[i][None].astype(np.float64).copy()
+        pts[0, 4, 0] = 1e39
+        pts[0, 8, 1] = -5e6
+        before = harness.counts()
+        harness.send(T0_S + i / 30, pts)
+        assert harness.wait_for_output(before), f"frame {i} not lifted"
+    window = next(iter(harness.node.windows.values())).current()
+    assert (window[1][-1, [4, 8]] == 0).all() and window[1][-1].sum() == 15
+    assert np.abs(window[0]).max() < 1e4
+    assert_outputs_sane(harness)
+    values = harness.latest_diagnostics()
+    assert values["bad_input.coordinate_out_of_range"] == "10"
+    assert values["bad_input.lift_failed"] == "0"
+    assert len(warnings_about(capfd, "coordinate_out_of_range")) == 1
+
+
 def test_wrong_number_of_poses_is_ignored(harness, capfd):
     msg = cv.keypoints_to_pose_array(UV[0][None, :16], np.ones((1, 16)), PoseArray().header)
     for i in range(10):
