@@ -98,8 +98,10 @@ def atomic_replace_section(path: str | os.PathLike, key: str, body: str, title: 
     block = f"{begin_prefix} (generated; edits are overwritten) -->\n{body.rstrip()}\n{end}"
     p = Path(path)
     text = p.read_text(encoding="utf-8") if p.is_file() else (f"{title}\n\n" if title else "")
-    if begin_prefix in text and end in text:
-        text = text[:text.index(begin_prefix)] + block + text[text.index(end) + len(end):]
+    i = text.find(begin_prefix)
+    j = text.find(end, i) if i >= 0 else -1  # the end marker after this begin marker
+    if j >= 0:
+        text = text[:i] + block + text[j + len(end):]
     else:
         text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + block + "\n"
     atomic_write_text(p, text)

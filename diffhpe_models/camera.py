@@ -273,7 +273,7 @@ def weak_perspective_fit(pose_rel, uv_n, mask, eps: float = 1e-9):
     Closed form from masked sums (weighted means, then s = cov / var), written with plain
     arithmetic so it runs on numpy arrays and on torch tensors, and exports to ONNX (no loops,
     no lstsq). Frames with no visible joint, or whose visible joints coincide in x, y, get s = 0
-    (and o = the mean visible 2D point, or 0).
+    (and o = the mean visible 2D point, or 0); s is never negative.
     """
     xy = pose_rel[..., :2]
     m = mask[..., None]
@@ -285,5 +285,8 @@ def weak_perspective_fit(pose_rel, uv_n, mask, eps: float = 1e-9):
     cov = (m * dxy * duv).sum(-1).sum(-1)
     var = (m * dxy * dxy).sum(-1).sum(-1)
     scale = cov / (var + eps)
+    # A camera cannot mirror the image: a negative fit would score a pose turned 180 degrees
+    # about the optical axis as a perfect reprojection. Clamp (plain arithmetic: numpy or torch).
+    scale = scale * (scale > 0)
     offset = uv_mean[..., 0, :] - scale[..., None] * xy_mean[..., 0, :]
     return scale, offset

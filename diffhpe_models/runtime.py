@@ -93,16 +93,23 @@ class TorchBackend:
         return tuple(o.cpu().numpy() for o in out)
 
 
-def onnxruntime_providers(preferred: str = "cpu") -> list[str]:
-    """Execution providers to ask for: 'cpu' -> CPU only; 'auto' -> TensorRT, CUDA, then CPU,
-    each only when this onnxruntime build has it."""
+def onnxruntime_providers(device: str = "cpu") -> list:
+    """Execution providers for `device`: 'cpu' -> CPU only; 'cuda' / 'cuda:N' -> TensorRT, CUDA
+    (on GPU N), then CPU, each only when this onnxruntime build has it. Asking for a GPU from a
+    build without GPU providers is an error, not a silent CPU run."""
     import onnxruntime as ort
 
-    if preferred == "cpu":
+    if device == "cpu":
         return ["CPUExecutionProvider"]
+    gpu = {"device_id": int(device.partition(":")[2] or 0)}
     available = ort.get_available_providers()
-    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in order if p in available]
+    chosen = [(p, gpu) for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+              if p in available]
+    if not chosen:
+        raise BackendError(f"device={device!r}: this onnxruntime build has no GPU execution "
+                           f"provider (it has {available}); use device 'cpu' or install "
+                           "onnxruntime-gpu")
+    return chosen + ["CPUExecutionProvider"]
 
 
 class OnnxRuntimeBackend:
@@ -429,7 +436,7 @@ def load_lifter(path: str | os.PathLike, backend: str = "auto",
         if backend == "tensorrt":
             raise BackendError(f"{path}: tensorrt backend unusable: {reason}")
         log.info("lifter backend: onnxruntime (tensorrt unusable: %s)", reason)
-    providers = onnxruntime_providers("auto" if device.startswith("cuda") else "cpu")
+    providers = onnxruntime_providers(device)
     runner = OnnxRuntimeBackend(path, providers, intra_op_threads)
     return Lifter(runner, manifest, **lifter_options)
 

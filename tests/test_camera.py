@@ -219,3 +219,19 @@ def test_normalise_and_weak_perspective_export_to_onnx():
                                         feeds[2].astype(np.float64))
     np.testing.assert_allclose(s, s_ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(o, o_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_weak_perspective_scale_is_never_negative():
+    import torch
+    from diffhpe_models.camera import weak_perspective_fit
+
+    rng = np.random.default_rng(0)
+    pose = rng.normal(size=(17, 3))
+    uv = -0.5 * pose[:, :2] + 0.1  # the 2D of the pose turned 180 degrees about the axis
+    mask = np.ones(17)
+    s, o = weak_perspective_fit(pose, uv, mask)
+    assert s == 0.0  # not -0.5
+    st, _ = weak_perspective_fit(torch.tensor(pose), torch.tensor(uv), torch.tensor(mask))
+    assert float(st) == 0.0
+    s_ok, _ = weak_perspective_fit(pose, 0.5 * pose[:, :2] + 0.1, mask)
+    np.testing.assert_allclose(s_ok, 0.5, rtol=1e-6)

@@ -133,3 +133,12 @@ def test_noise_slots_keep_a_persons_output_when_others_come_and_go(tiny_onnx):
     assert np.abs(shifted[0] - both[1]).max() > 1e-5
     with pytest.raises(ValueError, match="noise_slots"):
         lifter.lift(kp, mask, wh, noise_slots=np.array([0, 4]))
+
+
+def test_gpu_request_without_gpu_providers_is_refused(tiny_onnx):
+    import onnxruntime as ort
+
+    if any(p in ort.get_available_providers() for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")):
+        pytest.skip("this onnxruntime build has GPU providers")
+    with pytest.raises(BackendError, match="no GPU execution provider"):
+        load_lifter(tiny_onnx, backend="onnxruntime", device="cuda:1")
