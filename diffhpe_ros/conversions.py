@@ -58,10 +58,12 @@ MAX_ABS_COORDINATE_PX = 1e6
 
 @dataclass
 class Keypoints2D:
-    """Keypoints of one message. points_px (P, K, 2) float32, conf (P, K) float32 in [0, 1].
+    """Keypoints of one message. points_px (P, K, 2) float32, conf (P, K) float32 in [0, 1] or NaN.
 
     Keypoints that were unusable (non-finite, |x| or |y| > MAX_ABS_COORDINATE_PX, confidence
-    outside [0, 1]) have conf 0 and coordinates 0; `problems` counts them by reason.
+    outside [0, 1]) have conf NaN and coordinates 0: NaN is below every threshold (see
+    `confidence_mask`), so they are missing even with confidence_threshold 0, where a conf of 0
+    would pass. `problems` counts them by reason.
     """
 
     points_px: np.ndarray
@@ -102,7 +104,7 @@ def keypoints_from_pose_array(msg: PoseArray, keypoints_per_person: int) -> Keyp
         problems["confidence_out_of_range"] = int(out_of_range.sum())
     unusable = nonfinite | too_far | out_of_range
     points = np.where(unusable[..., None], 0.0, points)
-    conf = np.where(unusable, 0.0, conf)
+    conf = np.where(unusable, np.nan, conf)
     return Keypoints2D(points.astype(np.float32), conf.astype(np.float32), problems)
 
 

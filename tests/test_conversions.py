@@ -8,6 +8,7 @@ from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from diffhpe_models.occlusion import confidence_mask
 from diffhpe_models.skeleton import BONES, LEFT_JOINTS, RIGHT_JOINTS
 from diffhpe_ros import conversions as cv
 
@@ -69,7 +70,10 @@ def test_nonfinite_and_out_of_range_keypoints_become_missing():
     assert kp.problems == {"nonfinite_keypoints": 3, "confidence_out_of_range": 2}
     bad = [(0, 3), (1, 5), (1, 7), (0, 9), (1, 2)]
     for p, k in bad:
-        assert kp.conf[p, k] == 0 and (kp.points_px[p, k] == 0).all()
+        assert np.isnan(kp.conf[p, k]) and (kp.points_px[p, k] == 0).all()
+    # Missing whatever the threshold, even 0 (a conf of 0 would pass c >= 0).
+    assert (confidence_mask(kp.conf, 0.0) == ~np.isnan(kp.conf)).all()
+    assert confidence_mask(kp.conf, 0.0)[tuple(np.array(bad).T)].sum() == 0
     good = np.ones((2, 17), bool)
     good[tuple(np.array(bad).T)] = False
     assert np.isfinite(kp.points_px).all()
@@ -88,7 +92,7 @@ def test_huge_coordinates_are_missing_keypoints_not_float32_infinities():
     assert kp.problems == {"coordinate_out_of_range": 2}
     assert np.isfinite(kp.points_px).all()
     for k in (2, 4):
-        assert kp.conf[0, k] == 0 and (kp.points_px[0, k] == 0).all()
+        assert np.isnan(kp.conf[0, k]) and (kp.points_px[0, k] == 0).all()
     assert kp.conf[0, 6] == pytest.approx(0.9) and (kp.points_px[0, 6] == 1e6).all()
 
 

@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from diffhpe_ros import conversions as cv  # noqa: E402
 from diffhpe_ros.lifter_node import LifterNode, StartupError  # noqa: E402
-from keypoint_stream import keypoints_h36m  # noqa: E402
+from keypoint_stream import detector_layout, keypoints_h36m  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 UV, _ = keypoints_h36m(60)
@@ -91,6 +91,26 @@ def test_huge_coordinates_are_missing_keypoints(harness, capfd):
     assert values["bad_input.coordinate_out_of_range"] == "10"
     assert values["bad_input.lift_failed"] == "0"
     assert len(warnings_about(capfd, "coordinate_out_of_range")) == 1
+
+
+@pytest.mark.parametrize("harness", [{"confidence_threshold": 0.0,
+                                      "keypoint_format": "mediapipe33"}], indirect=True)
+def test_unusable_keypoints_stay_missing_with_a_zero_confidence_threshold(harness):
+    # Threshold 0 accepts every confidence in [0, 1]; a NaN or out-of-range keypoint must still
+    # be missing, also in a joint derived from it (the pelvis from the hips).
+    uv33 = detector_layout(UV[:3], "mediapipe33")
+    for i in range(3):
+        pts = uv33[i][None].astype(np.float64).copy()
+        conf = np.ones((1, 33))
+        pts[0, 23, 0] = np.nan  # left hip -> H36M left hip, and the pelvis
+        conf[0, 26] = 2.0  # right knee
+        before = harness.counts()
+        harness.send(T0_S + i / 30, pts, conf)
+        assert harness.wait_for_output(before), f"frame {i} not lifted"
+    mask = next(iter(harness.node.windows.values())).current()[1][-1]
+    assert mask[[0, 2, 4, 7]].tolist() == [0, 0, 0, 0]  # pelvis, r knee, l hip, spine
+    assert mask.sum() == 13
+    assert_outputs_sane(harness)
 
 
 def test_wrong_number_of_poses_is_ignored(harness, capfd):
