@@ -10,7 +10,7 @@ DATASET := data/mocap_h36m17.npz
 export ROS_LOG_DIR ?= $(CURDIR)/.cache/ros_log
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv data demo test test-fast clean
+.PHONY: venv data demo test clean
 
 venv: $(STAMP)
 
