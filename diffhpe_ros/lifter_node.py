@@ -104,6 +104,7 @@ class LiftJob:
 
     header: Header
     track_ids: np.ndarray  # (P,)
+    noise_slots: np.ndarray  # (P,) row of the lifter's fixed noise per person (one per track)
     keypoints_px: np.ndarray  # (P, L, 17, 2)
     mask: np.ndarray  # (P, L, 17)
     image_wh: np.ndarray  # (P, 2) px
@@ -184,6 +185,9 @@ class LifterNode(Node):
         s = self.settings
         self.tracker = PersonTracker(s.max_persons, s.association_gate, s.track_timeout_s)
         self.windows: dict[int, CausalWindow] = {}
+        # Track id -> row of the fixed diffusion noise: a person keeps its noise (and so its
+        # output for the same input) whoever else comes or goes; live tracks never share one.
+        self.noise_slots: dict[int, int] = {}
         self.intrinsics: Intrinsics | None = None
         self._last_stamp_s: float | None = None
         self._last_queued_s: float | None = None
@@ -362,12 +366,13 @@ class LifterNode(Node):
         self._last_queued_s = stamp_s
 
         windows = [self.windows[int(t)].current() for t in lift_ids]
+        slots = self._noise_slots_of(lift_ids)
         intrinsics = self.intrinsics
         wh = ((intrinsics.width_px, intrinsics.height_px) if intrinsics is not None
               else (s.image_width, s.image_height))
         header = Header(stamp=msg.header.stamp,
                         frame_id=s.camera_frame_id or msg.header.frame_id or DEFAULT_FRAME_ID)
-        job = LiftJob(header=header, track_ids=lift_ids,
+        job = LiftJob(header=header, track_ids=lift_ids, noise_slots=slots,
                       keypoints_px=np.stack([w[0] for w in windows]),
                       mask=np.stack([w[1] for w in windows]),
                       image_wh=np.tile(np.asarray(wh, dtype=np.float32), (len(lift_ids), 1)),
@@ -401,9 +406,22 @@ class LifterNode(Node):
         self._last_stamp_s = stamp_s
         return True
 
+    def _noise_slots_of(self, track_ids: np.ndarray) -> np.ndarray:
+        """(P,) noise rows for these live tracks: a track keeps its row while it lives, a new one
+        takes the lowest free row (at most max_persons tracks live, the lifter has as many rows)."""
+        for tid in [t for t in self.noise_slots if t not in self.tracker.tracks]:
+            del self.noise_slots[tid]
+        free = sorted(set(range(self.lifter.max_persons)) - set(self.noise_slots.values()),
+                      reverse=True)
+        for tid in track_ids:
+            if int(tid) not in self.noise_slots:
+                self.noise_slots[int(tid)] = free.pop()
+        return np.array([self.noise_slots[int(t)] for t in track_ids], dtype=np.int64)
+
     def _reset_tracks(self) -> None:
         self.tracker.reset()
         self.windows.clear()
+        self.noise_slots.clear()
         self._last_queued_s = None
 
     # --- lifting (worker thread) -------------------------------------------------------------
@@ -419,7 +437,8 @@ class LifterNode(Node):
 
     def _lift_and_publish(self, job: LiftJob) -> None:
         t0 = time.perf_counter()
-        pose3d_m, spread_m = self.lifter.lift(job.keypoints_px, job.mask, job.image_wh)
+        pose3d_m, spread_m = self.lifter.lift(job.keypoints_px, job.mask, job.image_wh,
+                                              noise_slots=job.noise_slots)
         lift_ms = 1e3 * (time.perf_counter() - t0)
         pose_m = np.asarray(pose3d_m, dtype=np.float64)[:, -1]  # causal: the current frame
         spread_m = np.asarray(spread_m, dtype=np.float64)[:, -1]

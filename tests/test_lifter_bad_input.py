@@ -217,9 +217,9 @@ def test_burst_of_ten_times_the_rate(harness):
 def test_slow_model_under_a_burst_drops_stale_frames_and_never_blocks(harness):
     lift = harness.node.lifter.lift
 
-    def slow_lift(*args):  # the real lift, as slow as a heavy model on a small CPU
+    def slow_lift(*args, **kwargs):  # the real lift, as slow as a heavy model on a small CPU
         time.sleep(0.05)
-        return lift(*args)
+        return lift(*args, **kwargs)
 
     harness.node.lifter.lift = slow_lift
     spin_ms = []
@@ -276,7 +276,7 @@ def test_person_appearing_and_vanishing_every_frame(harness):
 def test_a_failing_lift_is_reported_and_lifting_resumes(harness, capfd):
     lift = harness.node.lifter.lift
 
-    def failing_lift(*args):  # fault injection: e.g. a GPU lost by the driver
+    def failing_lift(*args, **kwargs):  # fault injection: e.g. a GPU lost by the driver
         raise RuntimeError("device lost")
 
     harness.node.lifter.lift = failing_lift

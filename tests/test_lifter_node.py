@@ -106,9 +106,9 @@ def test_two_persons_are_lifted_in_one_batched_call_with_stable_ids(harness):
     calls = []
     lift = harness.node.lifter.lift
 
-    def counting_lift(keypoints_px, mask, image_wh):  # the real lift; records the batch size
+    def counting_lift(keypoints_px, mask, image_wh, **kwargs):  # the real lift; records shapes
         calls.append(keypoints_px.shape)
-        return lift(keypoints_px, mask, image_wh)
+        return lift(keypoints_px, mask, image_wh, **kwargs)
 
     harness.node.lifter.lift = counting_lift
     a, _ = keypoints_h36m(20, x0_m=-0.8)
@@ -123,6 +123,42 @@ def test_two_persons_are_lifted_in_one_batched_call_with_stable_ids(harness):
     assert all(p == people[0] for p in people) and len(set(people[0])) == 2
     assert all(len(arr.markers) == 4 for arr in harness.markers)
     assert harness.latest_diagnostics()["persons_tracked"] == "2"
+
+
+@pytest.mark.parametrize("harness", [{"max_persons": 3}], indirect=True)
+def test_a_person_keeps_its_noise_when_another_leaves(harness):
+    # With fixed noise a person's output is a function of its own input only: when the person
+    # with the lower id leaves (moving the other to batch position 0), a person standing still
+    # must get exactly the same pose as before.
+    slots = []
+    lift = harness.node.lifter.lift
+
+    def recording_lift(keypoints_px, mask, image_wh, noise_slots=None):  # the real lift
+        slots.append(None if noise_slots is None else noise_slots.tolist())
+        return lift(keypoints_px, mask, image_wh, noise_slots=noise_slots)
+
+    harness.node.lifter.lift = recording_lift
+    walker, _ = keypoints_h36m(40, x0_m=-0.9)
+    still, _ = keypoints_h36m(1, x0_m=0.9)  # one pose, repeated: the same window every frame
+    both = np.stack([walker[:30], np.repeat(still, 30, axis=0)], 1)
+    harness.stream(both)
+    harness.stream(np.repeat(still, 10, axis=0)[:, None], t0_s=T0_S + 1.0)  # the walker is gone
+    assert_outputs_sane(harness)
+    assert all(s is not None and len(set(s)) == len(s) for s in slots)  # never shared
+    clouds = [cv.point_cloud2_to_array(m) for m in harness.points]
+    ids = [c["person"].reshape(-1, NUM_JOINTS)[:, 0].tolist() for c in clouds]
+    walker_id, still_id = ids[0]
+    assert walker_id < still_id and ids[-1] == [still_id]
+    assert slots[0] == slots[29] and slots[-1] == [slots[0][1]]  # the track keeps its slot
+
+    def still_pose(cloud):
+        pts = cloud[cloud["person"] == still_id]
+        return np.stack([pts["x"], pts["y"], pts["z"]], -1)
+
+    with_walker, alone = still_pose(clouds[29]), still_pose(clouds[-1])
+    # The window is full of the same pose by frame 29, so the input is identical.
+    np.testing.assert_allclose(alone, with_walker, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(still_pose(clouds[-2]), alone, rtol=0, atol=1e-6)
 
 
 def test_diagnostics_report_rates_latency_and_backend(harness):
