@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from . import metrics
 from .checkpoint import read_checkpoint
-from .config import ExperimentConfig
+from .config import AGGREGATIONS, ExperimentConfig
 from .dataset import Dataset, load_dataset
 from .lifter import build_pipeline
 from .occlusion import PATTERNS
-from .windows import WindowDataset
+from .windows import WindowDataset, target_frame
 
 MODES = ("centred", "causal")
 # Metric key -> (where it is measured, description) - the report's legend.
@@ -50,17 +50,7 @@ METRICS = {
 POSE_ONLY_METRICS = ("segment_std_mm", "sagittal_symmetry_gap_mm")
 SAMPLER_STEPS = (1, 2, 5, 10, 50)
 SAMPLER_HYPOTHESES = (1, 5, 10)
-AGGREGATIONS = ("mean", "median", "reproj")
 MATRIX_MODELS = ("mixste", "diffhpe_wrapper")
-
-
-def target_frame(mode: str, window: int) -> int:
-    """Index of the frame a window is lifted for: middle (centred) or last (causal)."""
-    if mode == "centred":
-        return window // 2
-    if mode == "causal":
-        return window - 1
-    raise ValueError(f"unknown window mode {mode!r}; expected one of {MODES}")
 
 
 # --- metrics over windows -----------------------------------------------------------------

@@ -44,7 +44,7 @@ from .diffusion import cosine_schedule, diffusion_loss
 from .lifter import LiftingPipeline, build_model
 from .metrics import mpjpe, p_mpjpe
 from .skeleton import NUM_JOINTS
-from .windows import WindowDataset
+from .windows import WindowDataset, target_frame
 
 BATCH_KEYS = ("keypoints_px", "mask", "image_wh", "pose3d_m")
 LOG_FIELDS = ("epoch", "train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "lr", "seconds")
@@ -53,12 +53,6 @@ LOG_FIELDS = ("epoch", "train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "lr", "se
 def _seed(*parts: int) -> int:
     """A 63-bit seed from integers (independent streams per (seed, epoch, rank, ...))."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0]) >> 1
-
-
-def target_index(config: ExperimentConfig) -> int:
-    """Frame of the window the model is evaluated on: last (causal) or middle (centred)."""
-    window = config.data.window
-    return window - 1 if config.data.window_mode == "causal" else window // 2
 
 
 class EpochSampler(DistributedSampler):
@@ -187,7 +181,7 @@ def validate(pipeline: LiftingPipeline, loader, config: ExperimentConfig, rt: Ru
     The initial noise of batch k is drawn from (seed, rank, k): fixed across epochs, so the
     numbers are comparable from one epoch to the next.
     """
-    frame = target_index(config)
+    frame = target_frame(config.data.window_mode, config.data.window)
     h = pipeline.hypotheses
     sums = torch.zeros(3, dtype=torch.float64)                 # mpjpe*n, p_mpjpe*n, n
     for k, batch in enumerate(loader):

@@ -19,6 +19,11 @@ from .skeleton import FLIP_PERMUTATION, NUM_JOINTS, ROOT
 MODES = ("causal", "centred")
 
 
+def target_frame(mode: str, L: int) -> int:
+    """Index in the window of the frame it is lifted for: last (causal) or middle (centred)."""
+    return int(np.flatnonzero(window_offsets(L, mode) == 0)[0])
+
+
 def window_offsets(L: int, mode: str) -> np.ndarray:
     """(L,) integer frame offsets of a window relative to its target frame."""
     if mode not in MODES:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import yaml
 
+from diffhpe_models.runtime import BACKENDS  # light: no torch import
 from diffhpe_models.skeleton import KEYPOINT_FORMATS
 
 NODE_NAME = "lifter_node"
 PACKAGE = "diffhpe_ros"
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 @dataclass(frozen=True)
