@@ -185,9 +185,11 @@ def run_demo(video: str = "pose2sim", model_path: str | None = None, out_dir: st
         executor = MultiThreadedExecutor(num_threads=4, context=context)
         for node in nodes:
             executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spin_errors: list[BaseException] = []
+        spinner = threading.Thread(target=spin_recording_errors, args=(executor, spin_errors),
+                                   daemon=True)
         spinner.start()
-        source.finished.wait()
+        wait_while_spinning(source.finished, spinner, spin_errors)
         _wait_for_quiet(recorder, quiet_s=1.0, timeout_s=10.0)
         mediapipe_ms = nodes[1].last_detect_ms
     finally:
@@ -207,6 +209,26 @@ def run_demo(video: str = "pose2sim", model_path: str | None = None, out_dir: st
                    fps=source.fps * rate_factor * lifted_share)
     atomic_write_json(out / "summary.json", _json_safe(asdict(summary)))
     return summary
+
+
+def spin_recording_errors(executor, errors: list) -> None:
+    """executor.spin(); an exception that ends it (a node callback raised) is kept in `errors`."""
+    try:
+        executor.spin()
+    except BaseException as e:
+        errors.append(e)
+        raise
+
+
+def wait_while_spinning(done: threading.Event, spinner: threading.Thread, errors: list,
+                        poll_s: float = 0.5) -> None:
+    """Wait until `done` is set; RuntimeError as soon as the spinner thread has ended first
+    (then nothing would ever set it: without this the demo would hang)."""
+    while not done.wait(poll_s):
+        if not spinner.is_alive():
+            cause = f": {type(errors[0]).__name__}: {errors[0]}" if errors else ""
+            raise RuntimeError("the executor stopped before the video was fully published (a node "
+                               f"callback raised{cause}); see the traceback above")
 
 
 def _json_safe(d: dict) -> dict:

@@ -2,9 +2,13 @@
 
 Messages go out at their recorded spacing divided by `rate` (bag timestamps = receive times, as
 `ros2 bag play` does). With `restamp` (default), every header stamp is shifted by one constant so
-that the first message carries "now": relative timing is kept exactly, and a live lifter sees
-fresh stamps (latency = now - stamp stays meaningful). Without it the recorded bytes are
-published untouched.
+that the reference message carries the time it is published: relative timing is kept exactly,
+and a live lifter sees fresh stamps (latency = now - stamp stays meaningful). The reference is
+the first message with a non-zero stamp on the first listed topic that has one (by default
+/keypoints2d): a camera_info stamped 0 ("unset") must not set the shift, or real stamps would be
+pushed past the int32 seconds of builtin_interfaces/Time. Zero stamps stay zero; a message whose
+shifted stamp would not fit [0, 2^31) s is not published (counted in `refused`, warned once).
+Without `restamp` the recorded bytes are published untouched.
 
 Parameters: bag_path (str, required), topics (string array), rate (float, 1.0),
 restamp (bool, true), loop (bool, false), start_delay_s (float, 0.5: lets subscribers connect).
@@ -35,11 +39,15 @@ def _time_msg(ns: int) -> Time:
     return Time(sec=ns // 10**9, nanosec=ns % 10**9)
 
 
+MAX_STAMP_NS = 2**31 * 10**9  # builtin_interfaces/Time.sec is an int32
+
+
 class BagReplay(Node):
     """Publishes a bag's messages from a background thread; `finished` is set at the end.
 
     The whole selection is read into memory at start (keypoint streams are small: ~1 kB a frame).
-    `sent` counts published messages per topic.
+    `sent` counts published messages per topic, `refused` those whose restamped header would not
+    fit a Time. A failure in the playing thread is logged, and `finished` is set all the same.
     """
 
     def __init__(self, node_name: str = "replay", **node_kwargs):
@@ -61,6 +69,10 @@ class BagReplay(Node):
                             for t, c in self._classes.items()}
         self._has_header = {t: "header" in c.get_fields_and_field_types() for t, c in self._classes.items()}
         self.sent = {t: 0 for t in self._classes}
+        self.refused = {t: 0 for t in self._classes}
+        self.error: BaseException | None = None
+        self._topics = list(p["topics"])
+        self._reference = self._reference_message() if self._restamp else None
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bag_replay", daemon=True)
@@ -69,18 +81,43 @@ class BagReplay(Node):
             f"{len(self._messages)} messages over {span_s:.2f} s on {sorted(self._classes)}, rate {self._rate}")
         self._thread.start()
 
+    def _reference_message(self) -> tuple[int, int] | None:
+        """(log time ns, header stamp ns) of the message that sets the restamp shift; None when
+        no message has a non-zero stamp (then there is nothing to shift)."""
+        order = {t: i for i, t in enumerate(self._topics)}
+        firsts: dict[str, tuple[int, int]] = {}
+        for m in self._messages:
+            if m.topic in firsts or not self._has_header[m.topic]:
+                continue
+            stamp = _stamp_ns(deserialize_message(m.raw, self._classes[m.topic]).header.stamp)
+            if stamp > 0:
+                firsts[m.topic] = (m.log_time_ns, stamp)
+        if not firsts:
+            return None
+        return firsts[min(firsts, key=lambda t: order.get(t, len(order)))]
+
     def _run(self) -> None:
-        time.sleep(self._start_delay_s)
-        while not self._stop.is_set():
-            self._play_once()
-            if not self._loop:
-                break
-        self.finished.set()
+        try:
+            if not self._stop.wait(self._start_delay_s):
+                while not self._stop.is_set():
+                    self._play_once()
+                    if not self._loop:
+                        break
+        except BaseException as e:  # whatever happens, the waiters are released
+            self.error = e
+            self.get_logger().error(f"replay stopped: {type(e).__name__}: {e}")
+        finally:
+            self.finished.set()
 
     def _play_once(self) -> None:
         t0_bag = self._messages[0].log_time_ns
         t0_wall = time.monotonic()
-        stamp_shift_ns = None
+        shift_ns = 0
+        if self._reference is not None:
+            # The reference message is stamped with the clock's time at its due moment.
+            ref_log_ns, ref_stamp_ns = self._reference
+            due_ns = (ref_log_ns - t0_bag) / self._rate
+            shift_ns = self.get_clock().now().nanoseconds + round(due_ns) - ref_stamp_ns
         for m in self._messages:
             due = t0_wall + (m.log_time_ns - t0_bag) / 1e9 / self._rate
             delay = due - time.monotonic()
@@ -88,13 +125,26 @@ class BagReplay(Node):
                 return
             if self._restamp and self._has_header[m.topic]:
                 msg = deserialize_message(m.raw, self._classes[m.topic])
-                if stamp_shift_ns is None:
-                    stamp_shift_ns = self.get_clock().now().nanoseconds - _stamp_ns(msg.header.stamp)
-                msg.header.stamp = _time_msg(_stamp_ns(msg.header.stamp) + stamp_shift_ns)
+                stamp = _stamp_ns(msg.header.stamp)
+                if stamp != 0:  # an unset stamp stays unset
+                    stamp += shift_ns
+                    if not 0 <= stamp < MAX_STAMP_NS:
+                        self._refuse(m.topic, _stamp_ns(msg.header.stamp), shift_ns)
+                        continue
+                    msg.header.stamp = _time_msg(stamp)
                 self._topic_pubs[m.topic].publish(msg)
             else:
                 self._topic_pubs[m.topic].publish(m.raw)
             self.sent[m.topic] += 1
+
+    def _refuse(self, topic: str, stamp_ns: int, shift_ns: int) -> None:
+        self.refused[topic] += 1
+        if self.refused[topic] == 1:
+            self.get_logger().warning(
+                f"{topic}: recorded stamp {stamp_ns / 1e9:.3f} s shifted by {shift_ns / 1e9:.3f} s "
+                "does not fit a ROS Time (0 to 2^31 s): message not published (the stamps of this "
+                "topic do not share the time base of the reference topic; further ones are only "
+                "counted)")
 
     def destroy_node(self) -> None:
         if hasattr(self, "_thread"):  # absent when __init__ failed

@@ -3,6 +3,8 @@ in one process, then its bag, summary, MP4 and PNG strip."""
 import json
 import os
 import tempfile
+import threading
+import time
 
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_log_"))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
@@ -10,11 +12,14 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import rclpy  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 from diffhpe_ros.bag import read_bag  # noqa: E402
-from diffhpe_ros.demo import load_run, main, run_demo  # noqa: E402
+from diffhpe_ros.demo import (load_run, main, run_demo, spin_recording_errors,  # noqa: E402
+                              wait_while_spinning)
 
 N_FRAMES = 30
 
@@ -75,3 +80,40 @@ def test_demo_cli_rejects_bad_arguments(tmp_path):
         main(["--lifter-param", "no_separator", "--out", str(tmp_path)])
     with pytest.raises(FileNotFoundError, match="video_path"):
         run_demo(str(tmp_path / "missing.mp4"), out_dir=str(tmp_path), params_file=None)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("fail", [False, True])
+def test_demo_wait_ends_when_a_callback_kills_the_executor(fail):
+    # The demo waits for the video source on the main thread while the executor spins in
+    # another: a callback that raises ends that thread, and the wait must end too, not hang.
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context)
+    done = threading.Event()
+    node = rclpy.create_node("callback_probe", context=context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    try:
+        def on_timer():
+            if fail:
+                raise ValueError("callback broke")
+            done.set()
+
+        node.create_timer(0.05, on_timer)
+        executor.add_node(node)
+        errors = []
+        spinner = threading.Thread(target=spin_recording_errors, args=(executor, errors),
+                                   daemon=True)
+        spinner.start()
+        start = time.monotonic()
+        if fail:
+            with pytest.raises(RuntimeError, match="executor stopped.*ValueError: callback broke"):
+                wait_while_spinning(done, spinner, errors, poll_s=0.1)
+            assert not done.is_set() and not spinner.is_alive()
+        else:
+            wait_while_spinning(done, spinner, errors, poll_s=0.1)
+            assert spinner.is_alive() and not errors
+        assert time.monotonic() - start < 10.0
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()

@@ -145,6 +145,80 @@ def test_replay_untouched_bytes_from_written_bag(ctx, tmp_path, storage):
     sink.destroy_node()
 
 
+def write_bag(path, messages, storage=StoragePlugin.MCAP):
+    """messages: (topic, log time ns, message or raw bytes) in time order."""
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        conns = {}
+        for topic, t, msg in messages:
+            if topic not in conns:
+                cls = PoseArray if topic == "/keypoints2d" else CameraInfo
+                conns[topic] = writer.add_connection(topic, msgtype_name(cls), typestore=TYPESTORE)
+            writer.write(conns[topic], t, msg if isinstance(msg, bytes) else serialize_message(msg))
+
+
+def test_restamp_shift_ignores_unset_camera_info_stamps(ctx, tmp_path):
+    # A driver that leaves camera_info unstamped (0) comes first in the bag: the shift must come
+    # from the keypoints' real stamps, else they would be pushed past the int32 seconds of Time.
+    bag_path = tmp_path / "bag"
+    t0 = 1_700_000_000 * 10**9
+    messages = [("/camera_info", t0 - 10**6, CameraInfo(width=640, height=480))]
+    messages += [("/keypoints2d", t0 + i * 50_000_000, keypoints_msg(i, t0 + i * 50_000_000))
+                 for i in range(5)]
+    write_bag(bag_path, messages)
+    received, infos = [], []
+    sink = Node("sink", context=ctx)
+    sink.create_subscription(PoseArray, "/keypoints2d", received.append, QoSProfile(depth=100))
+    sink.create_subscription(CameraInfo, "/camera_info", infos.append, QoSProfile(depth=100))
+    replay = BagReplay(context=ctx, parameter_overrides=[
+        rclpy.parameter.Parameter("bag_path", value=str(bag_path))])
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(sink)
+    ex.add_node(replay)
+    before_ns = replay.get_clock().now().nanoseconds
+    assert spin_until(ex, lambda: replay.finished.is_set() and len(received) == 5 and infos, 10), \
+        (replay.finished.is_set(), len(received), replay.error)
+    after_ns = replay.get_clock().now().nanoseconds
+    assert replay.error is None and replay.sent == {"/camera_info": 1, "/keypoints2d": 5}
+    stamps = np.array([stamp_ns(m) for m in received])
+    assert before_ns <= stamps[0] <= after_ns  # "now" at replay time, not twice now
+    assert (np.diff(stamps) == 50_000_000).all()  # recorded spacing kept exactly
+    assert stamp_ns(infos[0]) == 0  # unset stays unset
+    replay.destroy_node()
+    sink.destroy_node()
+
+
+def test_stamps_that_would_overflow_are_refused_and_a_failing_replay_still_finishes(ctx, tmp_path,
+                                                                                    capfd):
+    bag_path = tmp_path / "bag"
+    t0 = 1_700_000_000 * 10**9
+    far = 2**31 * 10**9 - 1  # a valid stamp, but shifted by the reference's shift it overflows
+    info = CameraInfo(header=keypoints_msg(0, far).header)
+    good = serialize_message(keypoints_msg(1, t0 + 10**8))
+    write_bag(bag_path, [("/keypoints2d", t0, keypoints_msg(0, t0)),
+                         ("/camera_info", t0 + 10**7, info),
+                         ("/keypoints2d", t0 + 10**8, good),
+                         ("/keypoints2d", t0 + 2 * 10**8, good[:20])])  # corrupt: cannot be read
+    received = []
+    sink = Node("sink", context=ctx)
+    sink.create_subscription(PoseArray, "/keypoints2d", received.append, QoSProfile(depth=100))
+    replay = BagReplay(context=ctx, parameter_overrides=[
+        rclpy.parameter.Parameter("bag_path", value=str(bag_path)),
+        rclpy.parameter.Parameter("start_delay_s", value=0.2)])
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(sink)
+    ex.add_node(replay)
+    # The corrupt message stops the replay: `finished` is set all the same (nobody hangs).
+    assert spin_until(ex, lambda: replay.finished.is_set(), 10), "finished never set"
+    assert spin_until(ex, lambda: len(received) == 2, 2)
+    assert replay.refused == {"/keypoints2d": 0, "/camera_info": 1}
+    assert replay.sent == {"/keypoints2d": 2, "/camera_info": 0}
+    assert replay.error is not None and "deserialize" in str(replay.error)
+    err = capfd.readouterr().err
+    assert "does not fit a ROS Time" in err and "replay stopped" in err
+    replay.destroy_node()
+    sink.destroy_node()
+
+
 def test_replay_rejects_bad_input(ctx, tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.yaml"):
         list(read_bag(tmp_path))
