@@ -219,6 +219,22 @@ class LifterNode(Node):
         with self._lock:
             return self._received
 
+    def counters(self) -> dict[str, int]:
+        """The running totals of /diagnostics (same keys), read together: frames received,
+        empty, lifted, dropped stale, rate limited, persons with too few joints, and
+        `bad_input.<reason>` for every reason. A frame handed to the worker ends as lifted,
+        dropped stale or bad_input.lift_failed."""
+        with self._lock:
+            return self._counters_locked()
+
+    def _counters_locked(self) -> dict[str, int]:
+        values = {"received_frames": self._received, "empty_frames": self._empty_frames,
+                  "lifted_frames": self._lifted_frames, "dropped_stale_frames": self._dropped_stale,
+                  "rate_limited_frames": self._rate_limited,
+                  "persons_too_few_joints": self._too_few_joints}
+        values.update({f"bad_input.{r}": n for r, n in sorted(self._bad.items())})
+        return values
+
     # --- parameters ------------------------------------------------------------------------
 
     def _on_set_parameters(self, changed) -> SetParametersResult:
@@ -478,10 +494,7 @@ class LifterNode(Node):
             period, self._period = self._period, Counter()
             lift_ms = np.asarray(self._lift_ms)
             total_ms = np.asarray(self._total_ms)
-            bad = dict(self._bad)
-            received, dropped, empty = self._received, self._dropped_stale, self._empty_frames
-            too_few = self._too_few_joints
-            rate_limited, lifted = self._rate_limited, self._lifted_frames
+            counters = self._counters_locked()
 
         def pct(a, q):
             return float(np.percentile(a, q)) if len(a) else float("nan")
@@ -500,17 +513,12 @@ class LifterNode(Node):
             "lift_latency_p99_ms": pct(lift_ms, 99),
             "total_latency_p50_ms": pct(total_ms, 50),
             "total_latency_p99_ms": pct(total_ms, 99),
-            "received_frames": received,
-            "empty_frames": empty,
-            "lifted_frames": lifted,
-            "dropped_stale_frames": dropped,
-            "rate_limited_frames": rate_limited,
-            "persons_too_few_joints": too_few,
+            **{k: v for k, v in counters.items() if not k.startswith("bad_input.")},
             "persons_tracked": len(self.tracker.tracks),
             "tracks_created": self.tracker.created,
-            "bad_input_total": sum(bad.values()),
+            "bad_input_total": sum(v for k, v in counters.items() if k.startswith("bad_input.")),
         }
-        values.update({f"bad_input.{r}": n for r, n in sorted(bad.items())})
+        values.update({k: v for k, v in counters.items() if k.startswith("bad_input.")})
         budget_ms = 1e3 / self.fps
         if period["bad.lift_failed"]:
             level, message = "error", f"{period['bad.lift_failed']} lifts failed in the last " \

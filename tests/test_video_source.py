@@ -35,7 +35,7 @@ def pose2sim_video():
     return demo_video("pose2sim", ".cache")
 
 
-def run_source(ctx, params, timeout_s=10.0):
+def run_source(ctx, params, timeout_s=30.0):
     """Start a VideoSource with `params`, collect (arrival_s, msg) of both topics until it ends."""
     images, infos = [], []
     sink = Node("sink", context=ctx)
@@ -74,8 +74,9 @@ def test_publishes_real_frames_at_file_rate(ctx, pose2sim_video):
     stamps_s = np.array([s for s, _ in source.published]) / 1e9
     assert np.all(np.diff(stamps_s) > 0)
     # paced by the file's 60 fps: never faster; slower only when the shared CPU cannot decode
-    # 1080x1920 frames in time (the exact rate is checked on the small video below)
-    assert 0.9 / 60 < np.median(np.diff(stamps_s)) < 2 / 60
+    # 1080x1920 frames in time, so only a loose upper bound here (the rate itself is checked on
+    # the small video below)
+    assert 0.9 / 60 < np.median(np.diff(stamps_s)) < 6 / 60
     assert [i for _, i in source.published] == list(range(n))
 
     # camera_info: same header as the image; default intrinsics are the 60 degree guess, scaled.
