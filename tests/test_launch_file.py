@@ -111,6 +111,32 @@ def test_launch_file_names_existing_installed_files_and_parameters():
     assert list(doc) == [params.NODE_NAME]
 
 
+def test_model_argument_overrides_the_params_file_only_when_given():
+    # An always-applied {"model_path": model} would replace config/lifter.yaml's model_path
+    # with the argument's default: the default must be empty, and the override conditional.
+    tree = launch_tree()
+    model_arg = next(c for c in calls(tree, "DeclareLaunchArgument") if c.args[0].value == "model")
+    default = keywords(model_arg)["default_value"]
+    assert isinstance(default, ast.Constant) and default.value == "", ast.unparse(default)
+    opaque = calls(tree, "OpaqueFunction")
+    assert len(opaque) == 1
+    func_name = keywords(opaque[0])["function"].id
+    func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == func_name)
+    override = next(d for d in ast.walk(func) if isinstance(d, ast.Dict)
+                    and [k.value for k in d.keys] == ["model_path"])
+    guards = [n for n in ast.walk(func) if isinstance(n, ast.If)
+              and any(d is override for d in ast.walk(n))]
+    assert guards, "the model_path override is applied unconditionally"
+    guard_names = {n.id for g in guards for n in ast.walk(g.test) if isinstance(n, ast.Name)}
+    performed = [a.targets[0].id for a in ast.walk(func) if isinstance(a, ast.Assign)
+                 and "LaunchConfiguration('model').perform" in ast.unparse(a.value)]
+    assert performed and set(performed) & guard_names, "the guard does not test the model argument"
+    # ... and the lifter is started (with its params file) from that function.
+    lifter = [keywords(c) for c in calls(func, "Node")]
+    assert [constant(k["executable"], tree) for k in lifter] == ["lifter_node"]
+    assert "lifter.yaml" in ast.unparse(func)
+
+
 def test_rviz_config_shows_the_lifter_topics_in_the_camera_frame():
     doc = yaml.safe_load(RVIZ.read_text())
     manager = doc["Visualization Manager"]
