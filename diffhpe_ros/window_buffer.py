@@ -20,24 +20,39 @@ class CausalWindow:
     """Observations of one person and the causal window at the newest one.
 
     window: L frames; fps: the model's frame rate (Hz); max_gap_s: longest gap filled by
-    interpolation. Memory is bounded: observations closer than half a grid step are thinned, and
-    only the last (L-1)/fps + max_gap_s seconds are kept.
+    interpolation (may be changed at any time: the buffer is resized). Memory is bounded:
+    observations closer than half a grid step are thinned, and only the last
+    (L-1)/fps + max_gap_s seconds are kept.
     """
 
     def __init__(self, window: int, fps: float, max_gap_s: float):
-        if window < 1 or not fps > 0 or not max_gap_s > 0:
-            raise ValueError(f"need window >= 1, fps > 0, max_gap_s > 0; got {window}, {fps}, "
-                             f"{max_gap_s}")
+        if window < 1 or not fps > 0:
+            raise ValueError(f"need window >= 1, fps > 0; got {window}, {fps}")
         self.window = int(window)
         self.fps = float(fps)
-        self.max_gap_s = float(max_gap_s)
-        # Thinning keeps consecutive kept stamps >= half a step apart, except the newest pair.
-        span_s = (self.window - 1) / self.fps + self.max_gap_s
-        self.capacity = int(np.ceil(2 * span_s * self.fps)) + 4
-        self._stamps: deque[float] = deque(maxlen=self.capacity)
-        self._points: deque[np.ndarray] = deque(maxlen=self.capacity)
-        self._masks: deque[np.ndarray] = deque(maxlen=self.capacity)
+        self._stamps: deque[float] = deque()
+        self._points: deque[np.ndarray] = deque()
+        self._masks: deque[np.ndarray] = deque()
+        self.max_gap_s = max_gap_s  # sizes the buffer
         self.resets = 0
+
+    @property
+    def max_gap_s(self) -> float:
+        return self._max_gap_s
+
+    @max_gap_s.setter
+    def max_gap_s(self, value: float) -> None:
+        """Set the longest interpolated gap (s, > 0) and resize the buffer to hold its span (a
+        smaller one keeps the newest observations)."""
+        if not value > 0:
+            raise ValueError(f"need max_gap_s > 0, got {value}")
+        self._max_gap_s = float(value)
+        # Thinning keeps consecutive kept stamps >= half a step apart, except the newest pair.
+        span_s = (self.window - 1) / self.fps + self._max_gap_s
+        self.capacity = int(np.ceil(2 * span_s * self.fps)) + 4
+        self._stamps = deque(self._stamps, maxlen=self.capacity)
+        self._points = deque(self._points, maxlen=self.capacity)
+        self._masks = deque(self._masks, maxlen=self.capacity)
 
     def __len__(self) -> int:
         return len(self._stamps)

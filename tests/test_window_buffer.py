@@ -128,11 +128,38 @@ def test_memory_is_bounded_under_a_fast_stream():
     np.testing.assert_allclose(pts, np.stack([linear_pose(t) for t in grid]), atol=1e-2)
 
 
+def test_raising_max_gap_at_run_time_grows_the_buffer():
+    # The lifter's max_gap_s parameter can be raised while windows exist: a gap up to the new
+    # value must be interpolated, so the observation before it must still be held.
+    w = CausalWindow(L, FPS, max_gap_s=0.5)
+    small = w.capacity
+    w.max_gap_s = 4.0
+    assert w.capacity > small
+    hidden = ALL.copy()
+    hidden[3] = 0
+    stamps = np.arange(91) / FPS  # joint 3 seen at 0 s and at 3 s only (a 3 s gap)
+    for i, t in enumerate(stamps):
+        assert w.push(t, linear_pose(t), ALL if i in (0, 90) else hidden) == "ok"
+    pts, mask = w.current()
+    assert (mask == 1).all()
+    np.testing.assert_allclose(pts, np.stack([linear_pose(t) for t in w.grid_s()]), atol=1e-2)
+    # Lowered again: the buffer shrinks to the newest observations, the window is still right
+    # and the joint is missing where its gap is now too long.
+    w.max_gap_s = 0.5
+    assert w.capacity == small and len(w) <= small
+    pts, mask = w.current()
+    assert (mask[:, 3] == [0] * (L - 1) + [1]).all() and (np.delete(mask, 3, axis=1) == 1).all()
+    with pytest.raises(ValueError, match="max_gap_s"):
+        w.max_gap_s = 0.0
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError):
         CausalWindow(0, FPS, 0.5)
     with pytest.raises(ValueError):
         CausalWindow(L, 0.0, 0.5)
+    with pytest.raises(ValueError, match="max_gap_s"):
+        CausalWindow(L, FPS, -1.0)
     w = CausalWindow(L, FPS, 0.5)
     with pytest.raises(ValueError, match="empty"):
         w.current()
