@@ -195,6 +195,12 @@ def test_diagnostics_report_rates_latency_and_backend(harness):
     assert values["received_frames"] == "45" and lifted + dropped == 45 and lifted >= 10
     assert len(harness.poses) == lifted
     assert values["persons_tracked"] == "1" and values["bad_input_total"] == "0"
+    doc = (REPO / "docs" / "lifter_node.md").read_text()
+    for key in values:  # every published value is documented
+        if key.startswith("bad_input."):
+            assert f"`{key.split('.', 1)[1]}`" in doc and "`bad_input.<reason>`" in doc, key
+        else:
+            assert f"`{key}`" in doc, f"{key} missing from docs/lifter_node.md"
     p50, p99 = float(values["lift_latency_p50_ms"]), float(values["lift_latency_p99_ms"])
     assert 0 < p50 <= p99 < 3000
     assert float(values["total_latency_p50_ms"]) >= p50
