@@ -597,15 +597,19 @@ class ExportResult:
 
 
 def export_model(pipeline, config, out_path: str | os.PathLike, fps: float,
-                 source: dict[str, Any] | None = None, example_persons: int = 2) -> ExportResult:
+                 source: dict[str, Any] | None = None, example_persons: int = 2,
+                 parity_tolerance_m: float | None = None) -> ExportResult:
     """Export a built LiftingPipeline to `out_path` (.onnx) with its manifest; verify parity.
 
     `config` is the model's ExperimentConfig, `fps` its training frame rate; `source` is recorded
     as is (e.g. the checkpoint's name and sha256). Raises ExportError (and writes nothing) if the
     sampler is stochastic, the graph fails its checks, or ONNX Runtime differs from PyTorch by
-    more than PARITY_TOLERANCE_M.
+    more than `parity_tolerance_m` (default PARITY_TOLERANCE_M). With `reproj` aggregation and
+    nearly identical hypotheses, float rounding can flip a per-joint choice, so parity is only as
+    tight as the hypotheses are close: a latency benchmark may pass a looser tolerance.
     """
     out_path = Path(out_path)
+    tolerance = PARITY_TOLERANCE_M if parity_tolerance_m is None else parity_tolerance_m
     settings = pipeline_settings(pipeline, config, fps)
     if settings["eta"] > 0:
         raise ExportError(f"{out_path}: the sampler draws fresh noise at every step (sampler "
@@ -620,9 +624,9 @@ def export_model(pipeline, config, out_path: str | os.PathLike, fps: float,
         staged = Path(tmp) / out_path.name
         model = export_pipeline_onnx(pipeline, staged, window, hypotheses, example_persons)
         parity = onnx_parity(pipeline, staged, window, hypotheses)
-        if not parity < PARITY_TOLERANCE_M:
+        if not parity < tolerance:
             raise ExportError(f"{out_path}: ONNX Runtime differs from PyTorch by {parity:.3g} m "
-                              f"(> {PARITY_TOLERANCE_M} m); export discarded")
+                              f"(> {tolerance} m); export discarded")
         staged_manifest = write_manifest(staged, _manifest_fields(
             settings, window, hypotheses, model, parity, source))
         os.replace(staged, out_path)
@@ -648,7 +652,8 @@ def _manifest_fields(settings, window, hypotheses, model, parity, source) -> dic
 
 def export_checkpoint(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
                       steps: int | None = None, hypotheses: int | None = None,
-                      aggregation: str | None = None) -> ExportResult:
+                      aggregation: str | None = None,
+                      parity_tolerance_m: float | None = None) -> ExportResult:
     """Export a checkpoint's run-time computation (None = the checkpoint config's value)."""
     from .checkpoint import load_checkpoint
     from .lifter import LiftingPipeline
@@ -658,7 +663,8 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out_path: str | os.Pat
                                aggregation=aggregation)
     source = {"checkpoint": Path(checkpoint_path).name,
               "checkpoint_sha256": sha256_file(checkpoint_path)}
-    return export_model(pipeline, config, out_path, fps=checkpoint_fps(extra), source=source)
+    return export_model(pipeline, config, out_path, fps=checkpoint_fps(extra), source=source,
+                        parity_tolerance_m=parity_tolerance_m)
 
 
 def checkpoint_fps(extra: dict[str, Any]) -> float:
