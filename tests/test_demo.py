@@ -107,10 +107,10 @@ def test_demo_wait_ends_when_a_callback_kills_the_executor(fail):
         start = time.monotonic()
         if fail:
             with pytest.raises(RuntimeError, match="executor stopped.*ValueError: callback broke"):
-                wait_while_spinning(done, spinner, errors, poll_s=0.1)
+                wait_while_spinning(done, [spinner], errors, poll_s=0.1)
             assert not done.is_set() and not spinner.is_alive()
         else:
-            wait_while_spinning(done, spinner, errors, poll_s=0.1)
+            wait_while_spinning(done, [spinner], errors, poll_s=0.1)
             assert spinner.is_alive() and not errors
         assert time.monotonic() - start < 10.0
     finally:
