@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-REQ_HASH := $(shell sha256sum requirements.txt constraints.txt setup.py | sha256sum | cut -c1-12)
+REQ_HASH := $(shell sha256sum requirements.txt requirements-python.txt constraints.txt setup.py | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 DATASET := data/mocap_h36m17.npz
 export ROS_LOG_DIR ?= $(CURDIR)/.cache/ros_log
@@ -14,7 +14,7 @@ export OMP_NUM_THREADS ?= 2
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt setup.py
+$(STAMP): requirements.txt requirements-python.txt constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==26.3
 	$(PY) -m pip install -r requirements.txt -c constraints.txt
