@@ -16,6 +16,7 @@ import torch
 
 _ros_log_dir = tempfile.mkdtemp(prefix="diffhpe_test_ros_log_")
 os.environ["ROS_LOG_DIR"] = _ros_log_dir
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"  # tests talk within their own process
 atexit.register(shutil.rmtree, _ros_log_dir, ignore_errors=True)
 torch.set_num_threads(1)
 
@@ -32,6 +33,17 @@ TINY_CONFIG = {
     "diffusion": {"steps": 2, "hypotheses": 3, "aggregation": "mean"},
 }
 TINY_FPS = 30.0
+
+
+@pytest.fixture
+def context():
+    """A fresh rclpy context per test (nodes of different tests never meet)."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    ctx.try_shutdown()
 
 
 def make_untrained_checkpoint(path: Path, config_dict: dict = TINY_CONFIG, seed: int = 0) -> Path:

@@ -7,10 +7,8 @@ import threading
 import time
 
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_log_"))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402

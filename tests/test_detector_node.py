@@ -4,12 +4,10 @@ import tempfile
 import time
 
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_log_"))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import rclpy  # noqa: E402
 from geometry_msgs.msg import PoseArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -40,25 +38,18 @@ def frames_bgr():
     return frames
 
 
-@pytest.fixture
-def ctx():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    context.try_shutdown()
-
 
 class Harness:
     """A camera stand-in publishing images one by one and collecting keypoints2d."""
 
-    def __init__(self, ctx, **params):
-        self.node = Node("camera", context=ctx)
+    def __init__(self, context, **params):
+        self.node = Node("camera", context=context)
         self.pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
         self.received = []
         self.node.create_subscription(PoseArray, "keypoints2d", self.received.append, QoSProfile(depth=50))
-        self.detector = DetectorNode(context=ctx, parameter_overrides=[
+        self.detector = DetectorNode(context=context, parameter_overrides=[
             Parameter(k, value=v) for k, v in params.items()])
-        self.ex = SingleThreadedExecutor(context=ctx)
+        self.ex = SingleThreadedExecutor(context=context)
         self.ex.add_node(self.node)
         self.ex.add_node(self.detector)
         self.spin_until(lambda: self.pub.get_subscription_count() > 0)
@@ -81,8 +72,8 @@ class Harness:
         self.spin_until(lambda: len(self.received) >= self.detector.frames, 2.0)
 
 
-def test_finds_the_person_in_real_frames(ctx, frames_bgr):
-    h = Harness(ctx)
+def test_finds_the_person_in_real_frames(context, frames_bgr):
+    h = Harness(context)
     for frame in frames_bgr:
         h.send(image_msg_from_bgr(frame, Header()))
     assert len(h.received) == len(frames_bgr)
@@ -103,8 +94,8 @@ def test_finds_the_person_in_real_frames(ctx, frames_bgr):
     h.detector.destroy_node()
 
 
-def test_rgb8_and_mono8_and_bad_images(ctx, frames_bgr):
-    h = Harness(ctx, static_image_mode=True, warning_throttle_s=0.0)
+def test_rgb8_and_mono8_and_bad_images(context, frames_bgr):
+    h = Harness(context, static_image_mode=True, warning_throttle_s=0.0)
     frame = frames_bgr[0]
     bgr = image_msg_from_bgr(frame, Header())
     rgb = image_msg_from_bgr(np.ascontiguousarray(frame[..., ::-1]), Header())
@@ -152,10 +143,10 @@ def test_image_conversion_errors_name_the_field():
         rgb_from_image_msg(msg)
 
 
-def test_unavailable_model_complexity_is_named(ctx):
+def test_unavailable_model_complexity_is_named(context):
     from diffhpe_ros.pose_detector import landmark_model_path
 
     if landmark_model_path(2).is_file():
         pytest.skip("heavy model installed here")
     with pytest.raises(FileNotFoundError, match="pose_landmark_heavy"):
-        DetectorNode(context=ctx, parameter_overrides=[Parameter("model_complexity", value=2)])
+        DetectorNode(context=context, parameter_overrides=[Parameter("model_complexity", value=2)])

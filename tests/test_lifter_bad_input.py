@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from lifter_harness import T0_S, Harness, assert_outputs_sane  # sets the ROS env first
-import rclpy  # noqa: E402
 from geometry_msgs.msg import PoseArray  # noqa: E402
 from rclpy.exceptions import ParameterException  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -23,13 +22,6 @@ from keypoint_stream import detector_layout, keypoints_h36m  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 UV, _ = keypoints_h36m(60)
 
-
-@pytest.fixture
-def context():
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from lifter_harness import T0_S, Harness, assert_outputs_sane  # sets the ROS env first
-import rclpy  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from diffhpe_models.skeleton import NUM_JOINTS  # noqa: E402
@@ -23,13 +22,6 @@ from keypoint_stream import FX, FY, HEIGHT, WIDTH, detector_layout, keypoints_h3
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def context():
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import tempfile
 import time
 
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_log_"))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -24,13 +23,6 @@ from diffhpe_ros.replay import BagReplay  # noqa: E402
 N_MESSAGES = 30
 PERIOD_S = 1.0 / 30.0
 
-
-@pytest.fixture
-def ctx():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    context.try_shutdown()
 
 
 def spin_until(executor, condition, timeout_s):
@@ -53,13 +45,13 @@ def stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
 
-def test_record_then_replay_mcap(ctx, tmp_path):
+def test_record_then_replay_mcap(context, tmp_path):
     bag_path = tmp_path / "rec"
-    source = Node("source", context=ctx)
+    source = Node("source", context=context)
     pub = source.create_publisher(PoseArray, "/keypoints2d", QoSProfile(depth=10))
     info_pub = source.create_publisher(CameraInfo, "/camera_info", qos_profile_sensor_data)
-    recorder = BagRecorder(bag_path, {"/keypoints2d": PoseArray, "/camera_info": CameraInfo}, context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
+    recorder = BagRecorder(bag_path, {"/keypoints2d": PoseArray, "/camera_info": CameraInfo}, context=context)
+    ex = SingleThreadedExecutor(context=context)
     ex.add_node(source)
     ex.add_node(recorder)
     assert spin_until(ex, lambda: pub.get_subscription_count() and info_pub.get_subscription_count(), 5)
@@ -86,11 +78,11 @@ def test_record_then_replay_mcap(ctx, tmp_path):
 
     # Replay at 2x into a subscriber (sensor-data QoS, as a lifter would subscribe).
     received = []
-    sink = Node("sink", context=ctx)
+    sink = Node("sink", context=context)
     sink.create_subscription(PoseArray, "/keypoints2d",
                              lambda m: received.append((time.monotonic(), m)), qos_profile_sensor_data)
     ex.add_node(sink)
-    replay = BagReplay(context=ctx, parameter_overrides=[
+    replay = BagReplay(context=context, parameter_overrides=[
         rclpy.parameter.Parameter("bag_path", value=str(bag_path)),
         rclpy.parameter.Parameter("rate", value=2.0),
         rclpy.parameter.Parameter("topics", value=["/keypoints2d"])])
@@ -117,7 +109,7 @@ def test_record_then_replay_mcap(ctx, tmp_path):
 
 
 @pytest.mark.parametrize("storage", [StoragePlugin.SQLITE3, StoragePlugin.MCAP])
-def test_replay_untouched_bytes_from_written_bag(ctx, tmp_path, storage):
+def test_replay_untouched_bytes_from_written_bag(context, tmp_path, storage):
     """A bag written elsewhere (here: by rosbags directly, sqlite3 or MCAP) replays with
     restamp=false as the exact recorded messages, at the recorded times."""
     bag_path = tmp_path / "bag"
@@ -128,14 +120,14 @@ def test_replay_untouched_bytes_from_written_bag(ctx, tmp_path, storage):
             t = t0 + int(i * 0.05e9)
             writer.write(conn, t, serialize_message(keypoints_msg(i, t)))
     received = []
-    sink = Node("sink", context=ctx)
+    sink = Node("sink", context=context)
     sink.create_subscription(PoseArray, "/keypoints2d",
                              lambda m: received.append((time.monotonic(), m)), qos_profile_sensor_data)
-    replay = BagReplay(context=ctx, parameter_overrides=[
+    replay = BagReplay(context=context, parameter_overrides=[
         rclpy.parameter.Parameter("bag_path", value=str(bag_path)),
         rclpy.parameter.Parameter("topics", value=["/keypoints2d"]),
         rclpy.parameter.Parameter("restamp", value=False)])
-    ex = SingleThreadedExecutor(context=ctx)
+    ex = SingleThreadedExecutor(context=context)
     ex.add_node(sink)
     ex.add_node(replay)
     assert spin_until(ex, lambda: replay.finished.is_set() and len(received) == 10, 10), len(received)
@@ -157,7 +149,7 @@ def write_bag(path, messages, storage=StoragePlugin.MCAP):
             writer.write(conns[topic], t, msg if isinstance(msg, bytes) else serialize_message(msg))
 
 
-def test_restamp_shift_ignores_unset_camera_info_stamps(ctx, tmp_path):
+def test_restamp_shift_ignores_unset_camera_info_stamps(context, tmp_path):
     # A driver that leaves camera_info unstamped (0) comes first in the bag: the shift must come
     # from the keypoints' real stamps, else they would be pushed past the int32 seconds of Time.
     bag_path = tmp_path / "bag"
@@ -167,12 +159,12 @@ def test_restamp_shift_ignores_unset_camera_info_stamps(ctx, tmp_path):
                  for i in range(5)]
     write_bag(bag_path, messages)
     received, infos = [], []
-    sink = Node("sink", context=ctx)
+    sink = Node("sink", context=context)
     sink.create_subscription(PoseArray, "/keypoints2d", received.append, QoSProfile(depth=100))
     sink.create_subscription(CameraInfo, "/camera_info", infos.append, QoSProfile(depth=100))
-    replay = BagReplay(context=ctx, parameter_overrides=[
+    replay = BagReplay(context=context, parameter_overrides=[
         rclpy.parameter.Parameter("bag_path", value=str(bag_path))])
-    ex = SingleThreadedExecutor(context=ctx)
+    ex = SingleThreadedExecutor(context=context)
     ex.add_node(sink)
     ex.add_node(replay)
     before_ns = replay.get_clock().now().nanoseconds
@@ -188,7 +180,7 @@ def test_restamp_shift_ignores_unset_camera_info_stamps(ctx, tmp_path):
     sink.destroy_node()
 
 
-def test_stamps_that_would_overflow_are_refused_and_a_failing_replay_still_finishes(ctx, tmp_path,
+def test_stamps_that_would_overflow_are_refused_and_a_failing_replay_still_finishes(context, tmp_path,
                                                                                     capfd):
     bag_path = tmp_path / "bag"
     t0 = 1_700_000_000 * 10**9
@@ -200,12 +192,12 @@ def test_stamps_that_would_overflow_are_refused_and_a_failing_replay_still_finis
                          ("/keypoints2d", t0 + 10**8, good),
                          ("/keypoints2d", t0 + 2 * 10**8, good[:20])])  # corrupt: cannot be read
     received = []
-    sink = Node("sink", context=ctx)
+    sink = Node("sink", context=context)
     sink.create_subscription(PoseArray, "/keypoints2d", received.append, QoSProfile(depth=100))
-    replay = BagReplay(context=ctx, parameter_overrides=[
+    replay = BagReplay(context=context, parameter_overrides=[
         rclpy.parameter.Parameter("bag_path", value=str(bag_path)),
         rclpy.parameter.Parameter("start_delay_s", value=0.2)])
-    ex = SingleThreadedExecutor(context=ctx)
+    ex = SingleThreadedExecutor(context=context)
     ex.add_node(sink)
     ex.add_node(replay)
     # The corrupt message stops the replay: `finished` is set all the same (nobody hangs).
@@ -220,7 +212,7 @@ def test_stamps_that_would_overflow_are_refused_and_a_failing_replay_still_finis
     sink.destroy_node()
 
 
-def test_replay_rejects_bad_input(ctx, tmp_path):
+def test_replay_rejects_bad_input(context, tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.yaml"):
         list(read_bag(tmp_path))
     bag_path = tmp_path / "bag"
@@ -228,6 +220,6 @@ def test_replay_rejects_bad_input(ctx, tmp_path):
         conn = writer.add_connection("/keypoints2d", msgtype_name(PoseArray), typestore=TYPESTORE)
         writer.write(conn, 1, serialize_message(keypoints_msg(0, 1)))
     with pytest.raises(ValueError, match="no topic"):
-        BagReplay(context=ctx, parameter_overrides=[
+        BagReplay(context=context, parameter_overrides=[
             rclpy.parameter.Parameter("bag_path", value=str(bag_path)),
             rclpy.parameter.Parameter("topics", value=["/pose3d"])])

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from lifter_harness import Harness  # sets the ROS env first
-import rclpy  # noqa: E402
 
 from diffhpe_models import metrics  # noqa: E402
 from diffhpe_models.skeleton import bone_lengths  # noqa: E402
@@ -21,13 +20,6 @@ FRAMES = 60  # measured: MPJPE 27 mm on these frames (clean 2D); the bound leave
 
 pytestmark = pytest.mark.skipif(not DATASET.exists(), reason="needs data/mocap_h36m17.npz (make data)")
 
-
-@pytest.fixture
-def context():
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
 
 
 def test_shipped_lifter_recovers_real_motion_through_the_node(context):

@@ -5,12 +5,10 @@ import tempfile
 import time
 
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_log_"))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -22,28 +20,21 @@ from diffhpe_ros.images import rgb_from_image_msg  # noqa: E402
 from diffhpe_ros.video_source import VideoSource, guess_intrinsics  # noqa: E402
 
 
-@pytest.fixture
-def ctx():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    context.try_shutdown()
-
 
 @pytest.fixture(scope="module")
 def pose2sim_video():
     return demo_video("pose2sim", ".cache")
 
 
-def run_source(ctx, params, timeout_s=30.0):
+def run_source(context, params, timeout_s=30.0):
     """Start a VideoSource with `params`, collect (arrival_s, msg) of both topics until it ends."""
     images, infos = [], []
-    sink = Node("sink", context=ctx)
+    sink = Node("sink", context=context)
     sink.create_subscription(Image, "image", lambda m: images.append((time.monotonic(), m)),
                              qos_profile_sensor_data)
     sink.create_subscription(CameraInfo, "camera_info", lambda m: infos.append(m), qos_profile_sensor_data)
-    source = VideoSource(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-    ex = SingleThreadedExecutor(context=ctx)
+    source = VideoSource(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    ex = SingleThreadedExecutor(context=context)
     ex.add_node(sink)
     ex.add_node(source)
     end = time.monotonic() + timeout_s
@@ -54,10 +45,10 @@ def run_source(ctx, params, timeout_s=30.0):
     return source, images, infos
 
 
-def test_publishes_real_frames_at_file_rate(ctx, pose2sim_video):
+def test_publishes_real_frames_at_file_rate(context, pose2sim_video):
     path, _ = pose2sim_video
     n = 24
-    source, images, infos = run_source(ctx, {"video_path": str(path), "max_frames": n, "scale": 0.5})
+    source, images, infos = run_source(context, {"video_path": str(path), "max_frames": n, "scale": 0.5})
     assert source.fps == pytest.approx(60.0)
     assert len(source.published) == n and len(infos) == n
     assert len(images) >= n - 2, "best-effort images: at most a couple lost in one process"
@@ -91,14 +82,14 @@ def test_publishes_real_frames_at_file_rate(ctx, pose2sim_video):
     source.destroy_node()
 
 
-def test_intrinsics_from_parameters_and_loop(ctx, tmp_path):
+def test_intrinsics_from_parameters_and_loop(context, tmp_path):
     # A 5-frame, 30 fps video whose frame i is uniformly grey level 40*i: order is visible.
     path = tmp_path / "five.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
     for i in range(5):
         writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
     writer.release()
-    source, images, infos = run_source(ctx, {
+    source, images, infos = run_source(context, {
         "video_path": str(path), "loop": True, "max_frames": 12, "rate_factor": 2.0,
         "fx": 100.0, "cy": 20.0, "frame_id": "cam"})
     assert [i for _, i in source.published] == [0, 1, 2, 3, 4] * 2 + [0, 1]
@@ -113,13 +104,13 @@ def test_intrinsics_from_parameters_and_loop(ctx, tmp_path):
     source.destroy_node()
 
 
-def test_guess_and_bad_input(ctx, tmp_path):
+def test_guess_and_bad_input(context, tmp_path):
     fx, fy, cx, cy = guess_intrinsics(1000, 500, 90.0)
     assert (fx, fy, cx, cy) == (pytest.approx(500.0), pytest.approx(500.0), 500.0, 250.0)
     with pytest.raises(ValueError, match="fov_deg"):
         guess_intrinsics(1000, 500, 180.0)
     with pytest.raises(FileNotFoundError, match="video_path"):
-        VideoSource(context=ctx, parameter_overrides=[Parameter("video_path", value=str(tmp_path / "no.mp4"))])
+        VideoSource(context=context, parameter_overrides=[Parameter("video_path", value=str(tmp_path / "no.mp4"))])
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
     with pytest.raises(ValueError, match="junk.mp4"):
-        VideoSource(context=ctx, parameter_overrides=[Parameter("video_path", value=str(tmp_path / "junk.mp4"))])
+        VideoSource(context=context, parameter_overrides=[Parameter("video_path", value=str(tmp_path / "junk.mp4"))])
