@@ -8,6 +8,7 @@ sdists) without unpacking the package anywhere.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import re
 import shutil
@@ -104,6 +105,25 @@ def find_cached(name: str, version: str, cache_dir: str | os.PathLike, sdist: bo
     return None
 
 
+# sha256 of the exact archives the project's data come from (taken from the registry on first
+# download). pip checks them before it opens an archive - for a source distribution that is before
+# any of its setup code runs - and a cached archive is reused only if it still matches.
+PINNED_SHA256 = {  # keys: (normalised name, version)
+    ("holosoma_retargeting", "0.1.0"): "3dcdcc06c6705c091478808024298dfcc684d9eb49e890cc6b11fc03fa246cb4",
+    ("bvhtools", "1.6.0"): "840c67a4d94c4c4732d1a729eac0ba6b0cad7c334aed2773ea2ff15ffe64c144",
+    ("pose2sim", "0.10.49"): "403e0dc4065898ba6a595e72a8970950310979253d60e24c2e00b16b36bf21e1",
+    ("sports2d", "0.8.34"): "733b6db70742636ae9c35d870c22bd416582f579abd5881bee93a14bb0e2655d",
+}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def fetch_package(name: str, version: str, cache_dir: str | os.PathLike, sdist: bool = False,
                   timeout_s: float = 1800.0) -> Path:
     """Download NAME==VERSION (no dependencies) into `cache_dir` with pip; return the archive path.
@@ -115,9 +135,12 @@ def fetch_package(name: str, version: str, cache_dir: str | os.PathLike, sdist: 
     Raises FetchError with pip's stderr tail if pip fails.
     """
     cache_dir = Path(cache_dir)
+    pinned = PINNED_SHA256.get((_normalise(name), version))
     cached = find_cached(name, version, cache_dir, sdist=sdist)
     if cached is not None:
         try:
+            if pinned is not None and _sha256(cached) != pinned:
+                raise FetchError(f"{cached}: sha256 differs from the pinned one")
             return verify_archive(cached)
         except FetchError:
             cached.unlink(missing_ok=True)  # a corrupt cached archive is replaced by a fresh download
@@ -127,7 +150,12 @@ def fetch_package(name: str, version: str, cache_dir: str | os.PathLike, sdist: 
     if sdist:
         cmd += ["--no-binary", ":all:"]
     with tempfile.TemporaryDirectory(prefix=".pip-download-", dir=cache_dir) as tmp:
-        cmd += [f"{name}=={version}", "-d", tmp]
+        if pinned is not None:  # hash-checking mode: pip refuses any other archive
+            req = Path(tmp) / "requirement.txt"
+            req.write_text(f"{name}=={version} --hash=sha256:{pinned}\n")
+            cmd += ["--require-hashes", "-r", str(req), "-d", str(Path(tmp) / "dl")]
+        else:
+            cmd += [f"{name}=={version}", "-d", str(Path(tmp) / "dl")]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired as e:
@@ -135,9 +163,10 @@ def fetch_package(name: str, version: str, cache_dir: str | os.PathLike, sdist: 
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
             raise FetchError(f"pip download {name}=={version} failed (exit {proc.returncode}):\n{tail}")
-        got = [p for p in Path(tmp).iterdir() if _name_version(p) == (_normalise(name), version)]
+        dl = Path(tmp) / "dl"
+        got = [p for p in dl.iterdir() if _name_version(p) == (_normalise(name), version)]
         if len(got) != 1:
-            raise FetchError(f"pip download {name}=={version} produced {sorted(os.listdir(tmp))}, "
+            raise FetchError(f"pip download {name}=={version} produced {sorted(os.listdir(dl))}, "
                              "expected exactly one archive of that package")
         verify_archive(got[0])
         target = cache_dir / got[0].name

@@ -82,3 +82,26 @@ def test_not_an_archive(tmp_path):
         verify_archive(p)
     with pytest.raises(FetchError, match="archive not found"):
         verify_archive(tmp_path / "missing.whl")
+
+
+def test_a_cached_archive_that_is_not_the_pinned_one_is_replaced(bvhtools_sdist, tmp_path):
+    import hashlib
+    import io
+    import tarfile
+
+    from diffhpe_models.fetch import PINNED_SHA256
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    impostor = cache / bvhtools_sdist.name  # a valid archive under the right name, other content
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("bvhtools-1.6.0/setup.py")
+        data = b"raise SystemExit('not the real package')\n"
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    impostor.write_bytes(buf.getvalue())
+    verify_archive(impostor)  # structurally fine: only the pin tells them apart
+    got = fetch_package("bvhtools", "1.6.0", cache, sdist=True)
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == PINNED_SHA256[("bvhtools", "1.6.0")]
+    assert sorted(os.listdir(cache)) == [got.name]
