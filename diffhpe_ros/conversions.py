@@ -36,6 +36,11 @@ def stamp_to_s(stamp: Time) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
+def stamp_to_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds (exact, for keys and comparisons)."""
+    return stamp.sec * 10**9 + stamp.nanosec
+
+
 def s_to_stamp(t_s: float) -> Time:
     """Seconds -> builtin_interfaces/Time (nanosecond resolution, t_s >= 0)."""
     if not np.isfinite(t_s) or t_s < 0:

@@ -36,7 +36,7 @@ from diffhpe_models.atomic import atomic_write_json
 from diffhpe_models.skeleton import to_h36m17
 from diffhpe_ros import params as lifter_params
 from diffhpe_ros.bag import BagRecorder, read_bag
-from diffhpe_ros.conversions import keypoints_from_pose_array, pose_array_to_pose3d
+from diffhpe_ros.conversions import keypoints_from_pose_array, pose_array_to_pose3d, stamp_to_ns
 from diffhpe_ros.demo_videos import DEMO_VIDEOS, demo_video
 from diffhpe_ros.detector_node import DetectorNode
 from diffhpe_ros.render import FrameRenderer, FrameSample, write_mp4, write_strip
@@ -82,16 +82,12 @@ def _pct(values, q) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def _stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-
-
 def load_run(bag_path: Path) -> dict[str, dict[int, tuple[int, PoseArray]]]:
     """{topic: {header stamp ns: (receive ns, message)}} for the demo's keypoints2d and pose3d."""
     out: dict[str, dict[int, tuple[int, PoseArray]]] = {"/keypoints2d": {}, "/pose3d": {}}
     for m in read_bag(bag_path, list(out)):
         msg = deserialize_message(m.raw, PoseArray)
-        out[m.topic][_stamp_ns(msg)] = (m.log_time_ns, msg)
+        out[m.topic][stamp_to_ns(msg.header.stamp)] = (m.log_time_ns, msg)
     return out
 
 

@@ -26,8 +26,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from diffhpe_ros.entry import run_node
 from diffhpe_ros.conversions import keypoints_to_pose_array
+from diffhpe_ros.entry import run_node
 from diffhpe_ros.images import rgb_from_image_msg
 from diffhpe_ros.pose_detector import PoseDetector
 

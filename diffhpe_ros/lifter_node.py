@@ -29,12 +29,12 @@ from diffhpe_models.occlusion import confidence_mask
 from diffhpe_models.runtime import load_lifter
 from diffhpe_models.skeleton import KEYPOINT_FORMATS, to_h36m17
 from diffhpe_ros import params
-from diffhpe_ros.entry import run_node
 from diffhpe_ros.conversions import (MAX_ABS_COORDINATE_PX, BadMessage, Intrinsics,
                                      diagnostic_array, intrinsics_from_camera_info,
                                      keypoints_from_pose_array,
                                      pose3d_to_point_cloud2, pose3d_to_pose_array,
                                      skeleton_markers, stamp_to_s)
+from diffhpe_ros.entry import run_node
 from diffhpe_ros.tracking import PersonTracker
 from diffhpe_ros.window_buffer import CausalWindow
 

@@ -25,14 +25,11 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 
-from diffhpe_ros.entry import run_node
 from diffhpe_ros.bag import msg_class_from_name, read_bag
+from diffhpe_ros.conversions import stamp_to_ns
+from diffhpe_ros.entry import run_node
 
 DEFAULT_TOPICS = ["/keypoints2d", "/camera_info"]
-
-
-def _stamp_ns(stamp: Time) -> int:
-    return stamp.sec * 10**9 + stamp.nanosec
 
 
 def _time_msg(ns: int) -> Time:
@@ -89,7 +86,7 @@ class BagReplay(Node):
         for m in self._messages:
             if m.topic in firsts or not self._has_header[m.topic]:
                 continue
-            stamp = _stamp_ns(deserialize_message(m.raw, self._classes[m.topic]).header.stamp)
+            stamp = stamp_to_ns(deserialize_message(m.raw, self._classes[m.topic]).header.stamp)
             if stamp > 0:
                 firsts[m.topic] = (m.log_time_ns, stamp)
         if not firsts:
@@ -125,11 +122,11 @@ class BagReplay(Node):
                 return
             if self._restamp and self._has_header[m.topic]:
                 msg = deserialize_message(m.raw, self._classes[m.topic])
-                stamp = _stamp_ns(msg.header.stamp)
+                stamp = stamp_to_ns(msg.header.stamp)
                 if stamp != 0:  # an unset stamp stays unset
                     stamp += shift_ns
                     if not 0 <= stamp < MAX_STAMP_NS:
-                        self._refuse(m.topic, _stamp_ns(msg.header.stamp), shift_ns)
+                        self._refuse(m.topic, stamp_to_ns(msg.header.stamp), shift_ns)
                         continue
                     msg.header.stamp = _time_msg(stamp)
                 self._topic_pubs[m.topic].publish(msg)
