@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from .atomic import atomic_open
-from .config import ConfigError, ExperimentConfig, from_dict, to_dict
-from .lifter import build_model, build_pipeline  # noqa: F401  (build_pipeline: re-exported)
 from .camera import NORMALISATION  # recorded, so a consumer can check it
+from .config import ConfigError, ExperimentConfig, from_dict, to_dict
+from .lifter import build_model
 from .skeleton import JOINT_NAMES
 
 CHECKPOINT_FORMAT = "diffhpe-checkpoint-v1"
