@@ -180,7 +180,7 @@ def run_demo(video: str = "pose2sim", model_path: str | None = None, out_dir: st
         # One single-threaded executor per node, each in its own thread (the lifter also has its
         # worker): with one rclpy MultiThreadedExecutor over all four nodes the Python-side
         # scheduling cost starved the pipeline (pose2sim demo on 2 cores: 2.7 lifted frames/s,
-        # lift p50 340 ms; this way: 27.8 frames/s, lift p50 21 ms).
+        # lift p50 340 ms; this way: 26-28 frames/s, lift p50 21-25 ms).
         executors = [SingleThreadedExecutor(context=context) for _ in nodes]
         spin_errors: list[BaseException] = []
         spinners = []

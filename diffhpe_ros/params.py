@@ -157,10 +157,15 @@ def load_params_file(path: str | os.PathLike, node_name: str = NODE_NAME) -> dic
     path = Path(path)
     with open(path, encoding="utf-8") as f:
         doc = yaml.safe_load(f)
+    # The node's section as ROS 2 matches it: by name, by absolute name, or by wildcard (the
+    # form that also applies under a namespace).
+    keys = (node_name, f"/{node_name}", f"/**/{node_name}", "/**")
+    section = next((doc[k] for k in keys if isinstance(doc, dict) and k in doc), None)
     try:
-        given = doc[node_name]["ros__parameters"]
+        given = section["ros__parameters"]
     except (TypeError, KeyError) as e:
-        raise ValueError(f"{path}: no '{node_name}: ros__parameters:' section") from e
+        raise ValueError(f"{path}: no '{node_name}: ros__parameters:' section "
+                         f"(looked for {', '.join(keys)})") from e
     values = dict(DEFAULTS)
     for name, value in (given or {}).items():
         reason = validate(name, value)

@@ -106,9 +106,9 @@ def test_launch_file_names_existing_installed_files_and_parameters():
     assert keys == {"video_path", "model_path"}
     assert "model_path" in params.SPECS
     assert '"video_path"' in (REPO / "diffhpe_ros" / "video_source.py").read_text()
-    # The lifter's node name is the section name of its parameters file.
+    # The lifter's node name is the section name of its parameters file (in any namespace).
     doc = yaml.safe_load((REPO / "config" / "lifter.yaml").read_text())
-    assert list(doc) == [params.NODE_NAME]
+    assert list(doc) == [f"/**/{params.NODE_NAME}"]
 
 
 def test_model_argument_overrides_the_params_file_only_when_given():

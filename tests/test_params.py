@@ -88,3 +88,10 @@ def test_markdown_table_lists_every_parameter():
 def test_docs_parameter_table_is_current():
     doc = (REPO / "docs" / "lifter_node.md").read_text()
     assert params.markdown_table() in doc, "regenerate the table with params.markdown_table()"
+
+
+def test_params_file_sections_match_as_ros_does(tmp_path):
+    for key in ("lifter_node", "/lifter_node", "/**/lifter_node", "/**"):
+        f = tmp_path / "p.yaml"
+        f.write_text(f"{key}:\n  ros__parameters:\n    max_persons: 3\n")
+        assert params.load_params_file(f)["max_persons"] == 3, key

@@ -44,7 +44,8 @@ MIN_CALLS = 8
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", type=Path, default=REPO / "models" / "diffhpe_lifter.pt")
+    p.add_argument("--checkpoint", type=Path, default=REPO / "models" / "diffhpe_wrapper.pt",
+                   help="the shipped checkpoint (the torch rows, and the source of every export)")
     p.add_argument("--config", type=Path, default=REPO / "training" / "configs" / "diffhpe_wrapper.yaml",
                    help="model of the untrained stand-in when there is no checkpoint")
     p.add_argument("--onnx", type=Path, default=REPO / "models" / "diffhpe_lifter.onnx",

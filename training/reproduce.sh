@@ -38,8 +38,9 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 if has evaluate; then
   $PY training/evaluate.py --device "$DEVICE" --out docs --occlusion-runs runs/occlusion \
     --checkpoints mixste=runs/mixste/best.pt diffhpe_2d=runs/diffhpe_2d/best.pt \
-                  diffhpe_wrapper=runs/diffhpe_wrapper/best.pt
+                  diffhpe_wrapper=runs/diffhpe_wrapper/best.pt --matrix-stride 16 --sampler-stride 16
 fi
+# To ship: copy runs/<variant>/best.pt to models/<variant>.pt (what models/ holds).
 if has export; then
   $PY training/export.py --checkpoint runs/diffhpe_wrapper/best.pt --out models/diffhpe_lifter
 fi
