@@ -54,14 +54,9 @@ HOLOSOMA_TO_H36M = {
     "left_shoulder": "LeftArm", "left_elbow": "LeftForeArm", "left_wrist": "LeftHand",
     "right_shoulder": "RightArm", "right_elbow": "RightForeArm", "right_wrist": "RightHand",
 }
-LAFAN_TO_H36M = {
-    "pelvis": "Hips", "right_hip": "RightUpLeg", "right_knee": "RightLeg", "right_foot": "RightFoot",
-    "left_hip": "LeftUpLeg", "left_knee": "LeftLeg", "left_foot": "LeftFoot",
-    "spine": "Spine2",  # of Spine/Spine1/Spine2 the one nearest the Hips-Neck midpoint
-    "thorax": "Neck", "neck_nose": DERIVED, "head": DERIVED,
-    "left_shoulder": "LeftArm", "left_elbow": "LeftForeArm", "left_wrist": "LeftHand",
-    "right_shoulder": "RightArm", "right_elbow": "RightForeArm", "right_wrist": "RightHand",
-}
+# The LAFAN1-style rig names its joints as holosoma does; only its spine has three segments.
+LAFAN_TO_H36M = {**HOLOSOMA_TO_H36M,
+                 "spine": "Spine2"}  # of Spine/Spine1/Spine2 the one nearest the Hips-Neck midpoint
 RIGIFY_TO_H36M = {
     "pelvis": "pelvis", "right_hip": "thigh.R", "right_knee": "shin.R", "right_foot": "foot.R",
     "left_hip": "thigh.L", "left_knee": "shin.L", "left_foot": "foot.L",
