@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import traceback
 from typing import Callable
 
 import rclpy
@@ -12,25 +13,44 @@ from rclpy.node import Node
 # What a node's constructor raises for bad parameters or a missing/corrupt file: reported in one
 # line and exit code 2, never a traceback.
 STARTUP_ERRORS = (ValueError, OSError, ParameterException)
+# A running node never dies of one bad callback: it logs the error (throttled) and keeps spinning.
+CALLBACK_ERROR_LOG_PERIOD_S = 5.0
+
+
+def spin_guarded(node: Node, executor, done: threading.Event | None = None) -> int:
+    """Spin until shutdown (or `done` is set). An exception escaping a callback is logged with its
+    traceback and counted, and spinning goes on. Returns how many callbacks failed."""
+    failed = 0
+    while rclpy.ok(context=node.context) and (done is None or not done.is_set()):
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as e:  # noqa: BLE001 - any bug in a callback must not stop the robot
+            failed += 1
+            node.get_logger().error(
+                f"a callback failed ({failed} so far), still running: {type(e).__name__}: {e}\n"
+                + traceback.format_exc(), throttle_duration_sec=CALLBACK_ERROR_LOG_PERIOD_S)
+    return failed
 
 
 def run_node(make_node: Callable[[], Node], name: str, args=None,
              until: Callable[[Node], threading.Event] | None = None,
              startup_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Create the node with `make_node`, spin it until Ctrl-C (or until the event returned by
-    `until(node)` is set), then shut down cleanly. Returns the process exit code."""
+    `until(node)` is set), then shut down cleanly. Returns the process exit code: 2 when the node
+    cannot start (only errors of the constructor count as such), else 0."""
     rclpy.init(args=args)
     node = None
     try:
-        node = make_node()
+        try:
+            node = make_node()
+        except STARTUP_ERRORS + tuple(startup_errors) as e:
+            rclpy.logging.get_logger(name).fatal(f"cannot start: {e}")
+            return 2
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        done = until(node) if until is not None else None
-        while rclpy.ok() and (done is None or not done.is_set()):
-            executor.spin_once(timeout_sec=0.1)
-    except STARTUP_ERRORS + tuple(startup_errors) as e:
-        rclpy.logging.get_logger(name).fatal(f"cannot start: {e}")
-        return 2
+        spin_guarded(node, executor, until(node) if until is not None else None)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -38,4 +58,3 @@ def run_node(make_node: Callable[[], Node], name: str, args=None,
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
-

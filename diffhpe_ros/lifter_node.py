@@ -312,8 +312,11 @@ class LifterNode(Node):
             self._warned_at[reason] = now
             suppressed, self._suppressed[reason] = self._suppressed[reason], 0
         more = f" ({suppressed} more since the last message)" if suppressed else ""
-        log = self.get_logger().warning if warn else self.get_logger().info
-        log(f"[{reason}] {text}{more}")
+        # One call site per severity: rclpy refuses a severity change at one call site.
+        if warn:
+            self.get_logger().warning(f"[{reason}] {text}{more}")
+        else:
+            self.get_logger().info(f"[{reason}] {text}{more}")
 
     # --- input -------------------------------------------------------------------------------
 

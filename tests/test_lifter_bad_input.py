@@ -149,6 +149,47 @@ def test_empty_arrays_publish_nothing(harness, capfd):
     assert err.count("[empty]") == 1 and "WARN" not in err
 
 
+@pytest.mark.parametrize("empty_first", [False, True])
+def test_empty_frames_and_warnings_in_any_order_keep_the_node_alive(harness, capfd, empty_first):
+    # Regression: an info-level [empty] note and a warning from one logging call site made rclpy
+    # raise "Logger severity cannot be changed between calls", which killed the node.
+    bad = cv.keypoints_to_pose_array(UV[0][None, :16], np.ones((1, 16)), PoseArray().header)
+    sequence = [PoseArray(), bad] if empty_first else [bad, PoseArray()]
+    for i, msg in enumerate(sequence * 2):
+        harness.send_raw(msg, T0_S + i / 30)
+        harness.spin_for(0.05)  # would raise out of spin_once before the fix
+    still_lifting(harness, T0_S + 5 / 30)
+    err = capfd.readouterr().err
+    assert "[empty]" in err and "[wrong_pose_count]" in err and "severity" not in err
+
+
+def test_a_failing_callback_does_not_stop_a_running_node(context):
+    # run_node's loop: an exception escaping a callback is logged and spinning goes on (it used to
+    # be reported as "cannot start" and end the process).
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from diffhpe_ros.entry import spin_guarded
+
+    node = rclpy.create_node("flaky", context=context)
+    calls, done = [], __import__("threading").Event()
+
+    def tick():
+        calls.append(1)
+        if len(calls) == 3:
+            done.set()
+        raise ValueError("a bug in a callback")
+
+    node.create_timer(0.01, tick)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        assert spin_guarded(node, executor, done) == 3
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
+
 def test_confidences_outside_0_1_are_missing_keypoints(harness, capfd):
     for i in range(10):
         conf = np.ones((1, 17))
