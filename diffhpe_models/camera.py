@@ -49,6 +49,51 @@ def denormalize_screen(uv_n, image_wh):
     return (uv_n * w + wh) / 2
 
 
+# Camera-aware normalisation: with intrinsics K the model sees rays (x/z, y/z), not pixels, so
+# one model serves any lens and image size. Without K the runtime guesses the intrinsics from the
+# image size with this horizontal field of view (typical webcams and robot cameras: 60-70 deg).
+RAY_NORMALISATION = "u_n = (u - cx) / fx, v_n = (v - cy) / fy"
+GUESS_HFOV_DEG = 65.0
+
+
+def _k_like(intrinsics, ndim: int):
+    """intrinsics (..., 4) -> broadcastable against points of `ndim` dims (see _wh_like)."""
+    if isinstance(intrinsics, (list, tuple)):
+        intrinsics = np.asarray(intrinsics, dtype=np.float64)
+    extra = ndim - intrinsics.ndim
+    if extra < 0:
+        raise ValueError(f"intrinsics has {intrinsics.ndim} dims, more than the {ndim} of the points")
+    return intrinsics[(Ellipsis,) + (None,) * extra + (slice(None),)]
+
+
+def normalize_rays(uv_px, intrinsics):
+    """Pixels -> normalised image coordinates (rays): ((u - cx) / fx, (v - cy) / fy).
+
+    uv_px: (..., 2) pixels; intrinsics: (..., 4) = fx, fy, cx, cy pixels, leading dimensions
+    aligned with uv_px's from the left (a (P, 4) serves (P, L, J, 2) points). numpy and torch
+    alike (traceable for ONNX)."""
+    k = _k_like(intrinsics, uv_px.ndim)
+    return (uv_px - k[..., 2:4]) / k[..., 0:2]
+
+
+def denormalize_rays(uv_n, intrinsics):
+    """Inverse of normalize_rays: u = u_n fx + cx, v = v_n fy + cy (pixels)."""
+    k = _k_like(intrinsics, uv_n.ndim)
+    return uv_n * k[..., 0:2] + k[..., 2:4]
+
+
+def guess_intrinsics(image_wh, hfov_deg: float = GUESS_HFOV_DEG) -> np.ndarray:
+    """(..., 2) image (width, height) px -> (..., 4) fx, fy, cx, cy: square pixels, principal
+    point at the centre, fx = w / (2 tan(hfov / 2)). Used when no camera_info is known."""
+    if not 1.0 <= hfov_deg <= 179.0:
+        raise ValueError(f"hfov_deg must be in [1, 179], got {hfov_deg}")
+    wh = np.asarray(image_wh, dtype=np.float64)
+    if wh.shape[-1:] != (2,) or not (np.isfinite(wh).all() and (wh > 0).all()):
+        raise ValueError(f"image_wh must be (..., 2) positive sizes, got {wh.tolist() if wh.size < 9 else wh.shape}")
+    f = wh[..., 0] / (2 * np.tan(np.deg2rad(hfov_deg) / 2))
+    return np.stack([f, f, wh[..., 0] / 2, wh[..., 1] / 2], axis=-1)
+
+
 # --- Cameras and projection -----------------------------------------------------------------
 
 _EYE3 = np.eye(3)

@@ -235,3 +235,33 @@ def test_weak_perspective_scale_is_never_negative():
     assert float(st) == 0.0
     s_ok, _ = weak_perspective_fit(pose, 0.5 * pose[:, :2] + 0.1, mask)
     np.testing.assert_allclose(s_ok, 0.5, rtol=1e-6)
+
+
+def test_ray_normalisation_round_trips_and_matches_the_projection():
+    from diffhpe_models.camera import denormalize_rays, normalize_rays
+
+    rng = np.random.default_rng(0)
+    points = rng.uniform([-1, -1, 2], [1, 1, 6], size=(3, 5, 17, 3))
+    k = np.array([[900.0, 905.0, 320.0, 240.0], [500.0, 500.0, 640.0, 360.0], [1200, 1200, 500, 500]])
+    uv = points[..., :2] / points[..., 2:] * k[:, None, None, :2] + k[:, None, None, 2:]
+    rays = normalize_rays(uv, k)
+    np.testing.assert_allclose(rays, points[..., :2] / points[..., 2:], atol=1e-12)
+    np.testing.assert_allclose(denormalize_rays(rays, k), uv, atol=1e-9)
+    import torch
+    np.testing.assert_allclose(normalize_rays(torch.tensor(uv), torch.tensor(k)).numpy(), rays, atol=1e-12)
+
+
+def test_guessed_intrinsics():
+    from diffhpe_models.camera import guess_intrinsics, normalize_rays, normalize_screen
+
+    k = guess_intrinsics([640, 480], hfov_deg=90.0)
+    np.testing.assert_allclose(k, [320, 320, 320, 240])
+    # A 90 deg guess is exactly the reference's image-size normalisation.
+    uv = np.array([[10.0, 20.0], [600.0, 470.0]])
+    np.testing.assert_allclose(normalize_rays(uv, k), normalize_screen(uv, np.array([640.0, 480.0])))
+    assert guess_intrinsics(np.array([[640, 480], [1280, 720]])).shape == (2, 4)
+    for bad in ([0, 480], [np.nan, 480], [640]):
+        with pytest.raises(ValueError, match="image_wh"):
+            guess_intrinsics(bad)
+    with pytest.raises(ValueError, match="hfov"):
+        guess_intrinsics([640, 480], hfov_deg=0.0)
