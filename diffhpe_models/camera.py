@@ -94,6 +94,17 @@ def guess_intrinsics(image_wh, hfov_deg: float = GUESS_HFOV_DEG) -> np.ndarray:
     return np.stack([f, f, wh[..., 0] / 2, wh[..., 1] / 2], axis=-1)
 
 
+def normalize_input(uv_px, calibration, mode: str):
+    """The 2D the model sees, by the config's `data.input_normalisation`: mode "screen" takes
+    calibration = image_wh (..., 2) (normalize_screen); mode "rays" takes intrinsics (..., 4)
+    (normalize_rays). The one place both training and the run-time pipeline normalise."""
+    if mode == "screen":
+        return normalize_screen(uv_px, calibration)
+    if mode == "rays":
+        return normalize_rays(uv_px, calibration)
+    raise ValueError(f"input normalisation must be 'screen' or 'rays', got {mode!r}")
+
+
 # --- Cameras and projection -----------------------------------------------------------------
 
 _EYE3 = np.eye(3)

@@ -20,6 +20,9 @@ WINDOW_MODES = ("causal", "centred")
 SAMPLERS = ("ddim", "ddpm")
 PREDICTIONS = ("epsilon", "x0")
 AGGREGATIONS = ("mean", "median", "reproj")
+# How the model sees 2D: "screen" = the reference's image-size normalisation (graph input
+# image_wh); "rays" = normalised by the camera intrinsics (graph input intrinsics: fx, fy, cx, cy).
+INPUT_NORMALISATIONS = ("screen", "rays")
 
 
 class ConfigError(ValueError):
@@ -41,6 +44,9 @@ class DataConfig:
     noise_sigma_frac: float = 0.01   # detector-like 2D noise, std as a fraction of the person size
     outlier_prob: float = 0.005      # probability of a keypoint being a gross outlier
     stride: int = 1                  # frame step between the targets of validation windows
+    # "screen" (default: checkpoints made before it existed) or "rays" (camera-aware, see
+    # camera.normalize_rays); the configs in training/configs use "rays".
+    input_normalisation: str = "screen"
 
 @dataclass
 class MixSTEConfig:
@@ -224,6 +230,8 @@ def validate(config: ExperimentConfig) -> None:
     _require(d.noise_sigma_frac >= 0, "data.noise_sigma_frac", "must be >= 0")
     _require(0 <= d.outlier_prob <= 1, "data.outlier_prob", "must be in [0, 1]")
     _require(d.stride >= 1, "data.stride", f"must be >= 1, got {d.stride}")
+    _require(d.input_normalisation in INPUT_NORMALISATIONS, "data.input_normalisation",
+             f"must be one of {INPUT_NORMALISATIONS}, got {d.input_normalisation!r}")
     _require(m.variant in VARIANTS, "model.variant", f"expected one of {VARIANTS}, got {m.variant!r}")
     mx = m.mixste
     for name in ("embed_dim", "depth", "heads"):

@@ -265,3 +265,15 @@ def test_guessed_intrinsics():
             guess_intrinsics(bad)
     with pytest.raises(ValueError, match="hfov"):
         guess_intrinsics([640, 480], hfov_deg=0.0)
+
+
+def test_normalize_input_dispatches_by_mode():
+    from diffhpe_models.camera import normalize_input, normalize_rays
+
+    uv = np.array([[[100.0, 50.0]]])
+    np.testing.assert_allclose(normalize_input(uv, np.array([640.0, 480.0]), "screen"),
+                               normalize_screen(uv, np.array([640.0, 480.0])))
+    k = np.array([500.0, 500.0, 320.0, 240.0])
+    np.testing.assert_allclose(normalize_input(uv, k, "rays"), normalize_rays(uv, k))
+    with pytest.raises(ValueError, match="'pixels'"):
+        normalize_input(uv, k, "pixels")
