@@ -23,6 +23,7 @@ import numpy as np
 from . import export
 from .export import INPUT_NAMES, OUTPUT_NAMES, ManifestError
 from .skeleton import NUM_JOINTS
+from .threads import configure_ort_session, configure_torch
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ class TorchBackend:
                                "available to torch")
         if cuda_graphs and self.device.type != "cuda":
             raise BackendError("torch backend: cuda_graphs needs a CUDA device")
-        if threads:
-            torch.set_num_threads(threads)
+        if self.device.type == "cpu" or threads is not None:
+            configure_torch(threads)  # the one thread policy (diffhpe_models/threads.py)
         self.pipeline = pipeline.eval().to(self.device)
         self.cuda_graphs = cuda_graphs
         self.max_persons = None
@@ -113,8 +114,8 @@ def onnxruntime_providers(device: str = "cpu") -> list:
 
 
 class OnnxRuntimeBackend:
-    """ONNX Runtime on the exported graph. `intra_op_threads` None = onnxruntime's default (one
-    per core); our CPU target has 2 cores shared with the detector, so the node sets it."""
+    """ONNX Runtime on the exported graph. Threads and spinning follow diffhpe_models/threads.py
+    (`intra_op_threads` None: its default, 1; 0: one per core)."""
 
     name = "onnxruntime"
 
@@ -127,9 +128,7 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        if intra_op_threads:
-            options.intra_op_num_threads = int(intra_op_threads)
+        configure_ort_session(options, intra_op_threads)
         providers = providers or ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
