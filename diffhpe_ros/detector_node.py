@@ -6,7 +6,9 @@ downstream stamps refer to the camera frame time. A frame with nobody in it give
 PoseArray (the lifter learns that the person is gone instead of waiting for a timeout).
 
 The image subscription keeps only the newest frame: when MediaPipe is slower than the camera, old
-frames are skipped rather than queued, which would add latency without adding information.
+frames are skipped rather than queued, which would add latency without adding information. To
+process every frame of a file, pace the source by this node's output instead (video_source's
+`pace_topic:=keypoints2d`): it sends the next frame when the keypoints of the previous one arrive.
 Bad images (unsupported encoding, sizes that do not match the data) are logged with a throttled
 warning and skipped.
 
@@ -17,8 +19,8 @@ warning_throttle_s (float, 5.0).
 from __future__ import annotations
 
 import sys
-
 import time
+from collections import deque
 
 import numpy as np
 from geometry_msgs.msg import PoseArray
@@ -31,13 +33,15 @@ from diffhpe_ros.entry import run_node
 from diffhpe_ros.images import rgb_from_image_msg
 from diffhpe_ros.pose_detector import PoseDetector
 
+DETECT_HISTORY = 10_000
 IMAGE_QOS = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
                        history=qos_profile_sensor_data.history)
 
 
 class DetectorNode(Node):
     """Runs one PoseDetector on every image it gets to; counts frames in `frames`, `bad_images`,
-    and the detection time of the last frame in `last_detect_ms`."""
+    and keeps the detection time of the last frame in `last_detect_ms`, of the last
+    DETECT_HISTORY frames in `detect_ms`."""
 
     def __init__(self, node_name: str = "detector_node", **node_kwargs):
         super().__init__(node_name, **node_kwargs)
@@ -57,6 +61,7 @@ class DetectorNode(Node):
         self.frames = 0
         self.bad_images = 0
         self.last_detect_ms = float("nan")
+        self.detect_ms: deque[float] = deque(maxlen=DETECT_HISTORY)
         # Reliable: delivered to reliable and best-effort subscribers alike.
         self._publisher = self.create_publisher(PoseArray, "keypoints2d", QoSProfile(depth=10))
         self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
@@ -71,6 +76,7 @@ class DetectorNode(Node):
         t0 = time.perf_counter()
         keypoints_px, conf = self._detector.detect(rgb)
         self.last_detect_ms = (time.perf_counter() - t0) * 1e3
+        self.detect_ms.append(self.last_detect_ms)
         self._publisher.publish(keypoints_to_pose_array(keypoints_px, conf, msg.header))
         self.frames += 1
 

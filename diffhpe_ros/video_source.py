@@ -1,34 +1,50 @@
-"""Video file -> `image` (sensor_msgs/Image, bgr8) + `camera_info`, at the file's own frame rate.
+"""Video file -> `image` (sensor_msgs/Image, bgr8) + `camera_info`, as a camera would, or paced.
 
-A stand-in for a camera driver: each frame is stamped with the time it is published, and
+Two ways to play the file:
+- real time (default): a timer publishes at fps * rate_factor, each frame stamped with the time it
+  is published, like a camera driver. A consumer slower than that skips frames (the detector keeps
+  only the newest image), as it would with a camera.
+- paced (`pace_topic` set, e.g. 'keypoints2d'): the next frame is published as soon as a
+  geometry_msgs/PoseArray with the stamp of the previous one arrives on `pace_topic` (the
+  detector's answer), so a slow detector processes every frame instead of skipping. Stamps then
+  follow the video's own time base (start time + the frame's presentation time), not the clock.
+  If no answer comes within pace_timeout_s the frame is sent again (a best-effort image was lost).
+Either way nothing is published before `image` has a subscriber (wait_for_subscriber): the
+detector subscribes only once its model is loaded, so no frame is sent into the void. While the
+detector works on a frame the source already decodes the next one.
+
 `camera_info` carries the same header. Intrinsics come from parameters, or, when none are given,
 from a field-of-view guess (see `guess_intrinsics`): a lifter only needs a plausible focal length
 to place the root, and most phone/webcam lenses have a 55-70 degree horizontal field of view.
 
 Parameters (all read once at start):
-  video_path (str, required), loop (bool, false), rate_factor (float, 1.0: play speed),
+  video_path (str, required), loop (bool, false), rate_factor (float, 1.0: play speed, real time),
   scale (float, 1.0: resize factor for published frames; intrinsics are scaled with it),
   max_frames (int, 0 = all), frame_id (str, 'camera_optical_frame'),
   fov_deg (float, 60.0: horizontal field of view for the guess),
-  fx, fy, cx, cy (float, 0 = guess; in pixels of the video file, before `scale`).
+  fx, fy, cx, cy (float, 0 = guess; in pixels of the video file, before `scale`),
+  wait_for_subscriber (bool, true), pace_topic (str, '': real time), pace_timeout_s (float, 5.0).
 """
 from __future__ import annotations
 
-import sys
-
 import math
+import sys
 import threading
+import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from diffhpe_ros.conversions import stamp_to_ns
 from diffhpe_ros.entry import run_node
 from diffhpe_ros.images import image_msg_from_bgr
+from diffhpe_ros.video_frames import Frame, VideoFrames
 
 
 def guess_intrinsics(width_px: int, height_px: int, fov_deg: float) -> tuple[float, float, float, float]:
@@ -55,11 +71,12 @@ def camera_info_msg(header: Header, width_px: int, height_px: int,
 
 
 class VideoSource(Node):
-    """Publishes a video file frame by frame on a timer at fps * rate_factor.
+    """Publishes a video file frame by frame, in real time or paced (see the module docstring).
 
     `finished` is set when the last frame has been published (never with loop=True);
     `published` lists (stamp_ns, frame_index) of every frame sent, so that an in-process consumer
-    (the demo's renderer) can find the frame behind a stamp.
+    (the demo's renderer) can find the frame behind a stamp; `decode_ms` the decode (+ resize)
+    time of each frame; `resent` counts frames sent again after a pace timeout.
     """
 
     def __init__(self, node_name: str = "video_source", **node_kwargs):
@@ -67,23 +84,23 @@ class VideoSource(Node):
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("video_path", ""), ("loop", False), ("rate_factor", 1.0), ("scale", 1.0),
             ("max_frames", 0), ("frame_id", "camera_optical_frame"), ("fov_deg", 60.0),
-            ("fx", 0.0), ("fy", 0.0), ("cx", 0.0), ("cy", 0.0))}
+            ("fx", 0.0), ("fy", 0.0), ("cx", 0.0), ("cy", 0.0), ("wait_for_subscriber", True),
+            ("pace_topic", ""), ("pace_timeout_s", 5.0))}
         path = Path(p["video_path"])
         if not p["video_path"] or not path.is_file():
             raise FileNotFoundError(f"video_source: parameter video_path={p['video_path']!r} is not a file")
-        if p["rate_factor"] <= 0 or p["scale"] <= 0 or p["max_frames"] < 0:
-            raise ValueError("video_source: rate_factor and scale must be > 0 and max_frames >= 0, got "
-                             f"{p['rate_factor']}, {p['scale']}, {p['max_frames']}")
-        self._capture = cv2.VideoCapture(str(path))
-        if not self._capture.isOpened():
-            raise ValueError(f"video_source: OpenCV cannot open {path}")
-        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS))
-        if not (self.fps > 0 and math.isfinite(self.fps)):
-            raise ValueError(f"video_source: {path} has no usable frame rate ({self.fps})")
-        src_w = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        src_h = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        self.scale = float(p["scale"])
-        self.width_px, self.height_px = round(src_w * self.scale), round(src_h * self.scale)
+        if p["rate_factor"] <= 0 or p["max_frames"] < 0 or p["pace_timeout_s"] <= 0:
+            raise ValueError("video_source: rate_factor and pace_timeout_s must be > 0 and "
+                             f"max_frames >= 0, got {p['rate_factor']}, {p['pace_timeout_s']}, "
+                             f"{p['max_frames']}")
+        try:
+            self._video = VideoFrames(path, p["scale"])
+        except ValueError as e:
+            raise ValueError(f"video_source: {e}") from None
+        v = self._video
+        self.fps, self.scale = v.fps, v.scale
+        self.width_px, self.height_px = v.width_px, v.height_px
+        src_w, src_h = v.source_width_px, v.source_height_px
         if p["fx"] > 0:
             fy = p["fy"] if p["fy"] > 0 else p["fx"]
             cx = p["cx"] if p["cx"] > 0 else src_w / 2.0
@@ -93,55 +110,117 @@ class VideoSource(Node):
             intr = guess_intrinsics(src_w, src_h, p["fov_deg"])
         self.intrinsics = tuple(v * self.scale for v in intr)  # (fx, fy, cx, cy) published pixels
         self._loop, self._max_frames, self._frame_id = p["loop"], p["max_frames"], p["frame_id"]
-        self._frame_index = 0
+        self._wait_for_subscriber = p["wait_for_subscriber"]
+        self._pace_timeout_s = float(p["pace_timeout_s"])
+        self.paced = bool(p["pace_topic"])
         self._sent = 0
+        self.resent = 0
         self.published: list[tuple[int, int]] = []
+        self.decode_ms: list[float] = []
         self.finished = threading.Event()
+        self._next = None  # the decoded frame to publish next
+        self._in_flight: tuple[int, float, Image, CameraInfo] | None = None  # stamp, sent at, msgs
+        self._video_start_ns: int | None = None
+        self._loop_offset_s = 0.0
+        self._said_waiting = False
         self._image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=10))
-        period_s = 1.0 / (self.fps * p["rate_factor"])
+        if self.paced:
+            self.create_subscription(PoseArray, p["pace_topic"], self._on_pace, QoSProfile(depth=10))
+            period_s = 0.02  # only starts the first frame and watches the pace timeout
+            how = f"paced by {p['pace_topic']}, stamps in the video's time base"
+        else:
+            period_s = 1.0 / (self.fps * p["rate_factor"])
+            how = f"every {period_s * 1e3:.1f} ms"
         self._timer = self.create_timer(period_s, self._on_timer)
         self.get_logger().info(
             f"{path.name}: {src_w}x{src_h} @ {self.fps:.2f} fps -> {self.width_px}x{self.height_px} "
-            f"every {period_s * 1e3:.1f} ms, fx={self.intrinsics[0]:.1f} px")
+            f"{how}, fx={self.intrinsics[0]:.1f} px")
 
     def read_frame(self) -> np.ndarray | None:
         """Next (H, W, 3) uint8 BGR frame at the published size, or None at the end of the file."""
-        ok, frame = self._capture.read()
-        if not ok:
-            return None
-        if self.scale != 1.0:
-            frame = cv2.resize(frame, (self.width_px, self.height_px), interpolation=cv2.INTER_AREA)
+        frame = self._read()
+        return None if frame is None else frame.bgr
+
+    def _read(self) -> Frame | None:
+        """Next frame (rewinding once when looping), or None at the end."""
+        frame = self._video.read()
+        if frame is None and self._loop and self._video.next_index > 0:
+            self._loop_offset_s += self._video.last_time_s + 1.0 / self.fps
+            self._video.rewind()
+            frame = self._video.read()
+        if frame is not None:
+            self.decode_ms.append(frame.decode_ms)
         return frame
 
+    def _subscribed(self) -> bool:
+        if not self._wait_for_subscriber or self._image_pub.get_subscription_count() > 0:
+            return True
+        if not self._said_waiting:
+            self._said_waiting = True
+            self.get_logger().info("waiting for a subscriber on image before the first frame")
+        return False
+
     def _on_timer(self) -> None:
-        if self.finished.is_set():
+        if self.finished.is_set() or not self._subscribed():
             return
-        frame = self.read_frame()
-        if frame is None and self._loop and self._frame_index > 0:
-            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            self._frame_index = 0
-            frame = self.read_frame()
+        if not self.paced:
+            self._publish_next()
+        elif self._in_flight is None:
+            self._publish_next()  # the first frame
+        elif time.monotonic() - self._in_flight[1] > self._pace_timeout_s:
+            stamp_ns, _, image, info = self._in_flight
+            self.resent += 1
+            self.get_logger().warning(f"no answer on the pace topic within {self._pace_timeout_s:g} s: "
+                                      "sending the frame again", throttle_duration_sec=5.0)
+            self._in_flight = (stamp_ns, time.monotonic(), image, info)
+            self._info_pub.publish(info)
+            self._image_pub.publish(image)
+
+    def _on_pace(self, msg: PoseArray) -> None:
+        if self._in_flight is not None and stamp_to_ns(msg.header.stamp) == self._in_flight[0]:
+            self._in_flight = None
+            self._publish_next()
+
+    def _stamp(self, frame: Frame):
+        if not self.paced:
+            return self.get_clock().now().to_msg()
+        if self._video_start_ns is None:
+            self._video_start_ns = self.get_clock().now().nanoseconds
+        ns = self._video_start_ns + round((self._loop_offset_s + frame.time_s) * 1e9)
+        return Time(nanoseconds=ns).to_msg()
+
+    def _publish_next(self) -> None:
+        frame = self._next if self._next is not None else self._read()
+        self._next = None
         if frame is None:
             self._finish()
             return
-        header = Header(frame_id=self._frame_id, stamp=self.get_clock().now().to_msg())
-        self._image_pub.publish(image_msg_from_bgr(frame, header))
-        self._info_pub.publish(camera_info_msg(header, self.width_px, self.height_px, *self.intrinsics))
-        self.published.append((header.stamp.sec * 10**9 + header.stamp.nanosec, self._frame_index))
-        self._frame_index += 1
+        header = Header(frame_id=self._frame_id, stamp=self._stamp(frame))
+        image = image_msg_from_bgr(frame.bgr, header)
+        info = camera_info_msg(header, self.width_px, self.height_px, *self.intrinsics)
+        stamp_ns = stamp_to_ns(header.stamp)
+        if self.paced:
+            self._in_flight = (stamp_ns, time.monotonic(), image, info)
+        # camera_info first: a consumer of the image then already knows the camera
+        self._info_pub.publish(info)
+        self._image_pub.publish(image)
+        self.published.append((stamp_ns, frame.index))
         self._sent += 1
         if self._max_frames and self._sent >= self._max_frames:
             self._finish()
+        elif self.paced:
+            self._next = self._read()  # decoded while the detector works on this one
 
     def _finish(self) -> None:
         self._timer.cancel()
+        self._in_flight = None
         self.finished.set()
         self.get_logger().info(f"published {self._sent} frames; done")
 
     def destroy_node(self) -> None:
-        if getattr(self, "_capture", None) is not None:  # absent when __init__ failed
-            self._capture.release()
+        if getattr(self, "_video", None) is not None:  # absent when __init__ failed
+            self._video.close()
         super().destroy_node()
 
 

@@ -150,3 +150,31 @@ def test_unavailable_model_complexity_is_named(context):
         pytest.skip("heavy model installed here")
     with pytest.raises(FileNotFoundError, match="pose_landmark_heavy"):
         DetectorNode(context=context, parameter_overrides=[Parameter("model_complexity", value=2)])
+
+
+def test_paced_video_source_loses_no_frame(context):
+    # video_source paced by the detector's keypoints: MediaPipe (~60 ms a frame here) is far
+    # slower than the file's 60 fps, yet every frame is detected once, in order.
+    from diffhpe_ros.video_source import VideoSource
+
+    path, _ = demo_video("pose2sim", ".cache")
+    n = 8
+    detector = DetectorNode(context=context)
+    source = VideoSource(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in {
+        "video_path": str(path), "scale": 0.5, "max_frames": n, "pace_topic": "keypoints2d"}.items()])
+    sink = Node("sink", context=context)
+    received = []
+    sink.create_subscription(PoseArray, "keypoints2d", received.append, QoSProfile(depth=50))
+    ex = SingleThreadedExecutor(context=context)
+    for node in (detector, sink, source):
+        ex.add_node(node)
+    end = time.monotonic() + 60
+    while time.monotonic() < end and len(received) < n:
+        ex.spin_once(timeout_sec=0.01)
+    assert detector.frames == n and len(detector.detect_ms) == n and source.resent == 0
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in received]
+    assert stamps == [s for s, _ in source.published] and len(stamps) == n
+    assert all(len(m.poses) == 33 for m in received)
+    assert np.allclose(np.diff(stamps) / 1e9, 1 / 60, atol=1e-6), "stamps in the video's time base"
+    for node in (source, sink, detector):
+        node.destroy_node()

@@ -9,6 +9,7 @@ os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_log_"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -114,3 +115,101 @@ def test_guess_and_bad_input(context, tmp_path):
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
     with pytest.raises(ValueError, match="junk.mp4"):
         VideoSource(context=context, parameter_overrides=[Parameter("video_path", value=str(tmp_path / "junk.mp4"))])
+
+
+def test_scale_that_leaves_no_pixel_is_refused_clearly(context, tmp_path):
+    path = tmp_path / "small.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    for scale in (0.0001, 0.0, -1.0):
+        with pytest.raises(ValueError, match="video_source: .*scale"):
+            VideoSource(context=context, parameter_overrides=[
+                Parameter("video_path", value=str(path)), Parameter("scale", value=scale)])
+
+
+def grey_video(path, n, fps=30.0):
+    """An n-frame video whose frame i is uniformly grey level 20*i (order is visible)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for i in range(n):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def test_nothing_is_published_before_a_subscriber(context, tmp_path):
+    path = grey_video(tmp_path / "grey.mp4", 6)
+    source = VideoSource(context=context, parameter_overrides=[
+        Parameter("video_path", value=str(path)), Parameter("rate_factor", value=4.0)])
+    ex = SingleThreadedExecutor(context=context)
+    ex.add_node(source)
+    end = time.monotonic() + 0.5  # 12 timer periods
+    while time.monotonic() < end:
+        ex.spin_once(timeout_sec=0.01)
+    assert source.published == [], "frames sent before anyone listened"
+    images = []
+    sink = Node("late_sink", context=context)
+    sink.create_subscription(Image, "image", images.append, qos_profile_sensor_data)
+    ex.add_node(sink)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not (source.finished.is_set() and len(images) >= 5):
+        ex.spin_once(timeout_sec=0.01)
+    assert [i for _, i in source.published] == list(range(6))
+    levels = [int(np.median(rgb_from_image_msg(m))) for m in images]
+    assert levels[0] < 10, "the first frame is the file's first"
+    source.destroy_node()
+
+
+class SlowConsumer:
+    """A stand-in for a slow detector: answers each image on keypoints2d after `delay_s`, with the
+    image's header; ignores the first `ignore` images (as if they were lost)."""
+
+    def __init__(self, context, delay_s, ignore=0):
+        self.node = Node("slow_consumer", context=context)
+        self.pub = self.node.create_publisher(PoseArray, "keypoints2d", 10)
+        self.stamps, self.delay_s, self.ignore = [], delay_s, ignore
+        self.node.create_subscription(Image, "image", self.on_image, qos_profile_sensor_data)
+
+    def on_image(self, msg):
+        self.stamps.append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        if len(self.stamps) <= self.ignore:
+            return
+        time.sleep(self.delay_s)  # the detector's work
+        self.pub.publish(PoseArray(header=msg.header))
+
+
+def spin_paced(context, params, consumer, timeout_s=30.0):
+    source = VideoSource(context=context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in params.items()])
+    ex = SingleThreadedExecutor(context=context)
+    ex.add_node(consumer.node)
+    ex.add_node(source)
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and not source.finished.is_set():
+        ex.spin_once(timeout_sec=0.01)
+    return source
+
+
+def test_paced_source_sends_every_frame_with_video_stamps(context, tmp_path):
+    # The consumer needs 50 ms a frame, the file plays at 120 fps: in real time it would skip
+    # most frames; paced, it gets every one, in order, stamped on the file's own time base.
+    path = grey_video(tmp_path / "grey.mp4", 10, fps=120.0)
+    consumer = SlowConsumer(context, delay_s=0.05)
+    source = spin_paced(context, {"video_path": str(path), "pace_topic": "keypoints2d"}, consumer)
+    assert source.finished.is_set() and source.resent == 0
+    assert [i for _, i in source.published] == list(range(10))
+    stamps = [s for s, _ in source.published]
+    assert consumer.stamps == stamps, "each frame reached the consumer exactly once"
+    assert np.allclose(np.diff(stamps) / 1e9, 1 / 120, atol=1e-6), "video time, not the clock"
+    assert len(source.decode_ms) == 10 and all(ms > 0 for ms in source.decode_ms)
+    source.destroy_node()
+
+
+def test_paced_source_resends_a_frame_nobody_answered(context, tmp_path):
+    path = grey_video(tmp_path / "grey.mp4", 3)
+    consumer = SlowConsumer(context, delay_s=0.0, ignore=1)
+    source = spin_paced(context, {"video_path": str(path), "pace_topic": "keypoints2d",
+                                  "pace_timeout_s": 0.3}, consumer)
+    assert source.resent == 1 and [i for _, i in source.published] == [0, 1, 2]
+    assert consumer.stamps == [s for s, _ in source.published][:1] + [s for s, _ in source.published]
+    source.destroy_node()
