@@ -56,6 +56,20 @@ def guess_intrinsics(width_px: int, height_px: int, fov_deg: float) -> tuple[flo
     return f, f, width_px / 2.0, height_px / 2.0
 
 
+def published_intrinsics(width_px: int, height_px: int, scale: float, fov_deg: float = 60.0,
+                         fx: float = 0.0, fy: float = 0.0, cx: float = 0.0,
+                         cy: float = 0.0) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of the frames published at `scale` from a width x height video: the
+    given ones (pixels of the file; fy defaults to fx, the principal point to the centre) or,
+    when fx is 0, the field-of-view guess."""
+    if fx > 0:
+        intr = (fx, fy if fy > 0 else fx, cx if cx > 0 else width_px / 2.0,
+                cy if cy > 0 else height_px / 2.0)
+    else:
+        intr = guess_intrinsics(width_px, height_px, fov_deg)
+    return tuple(v * scale for v in intr)
+
+
 def camera_info_msg(header: Header, width_px: int, height_px: int,
                     fx: float, fy: float, cx: float, cy: float) -> CameraInfo:
     """CameraInfo of an undistorted pinhole camera (plumb_bob with zero distortion)."""
@@ -101,14 +115,9 @@ class VideoSource(Node):
         self.fps, self.scale = v.fps, v.scale
         self.width_px, self.height_px = v.width_px, v.height_px
         src_w, src_h = v.source_width_px, v.source_height_px
-        if p["fx"] > 0:
-            fy = p["fy"] if p["fy"] > 0 else p["fx"]
-            cx = p["cx"] if p["cx"] > 0 else src_w / 2.0
-            cy = p["cy"] if p["cy"] > 0 else src_h / 2.0
-            intr = (p["fx"], fy, cx, cy)
-        else:
-            intr = guess_intrinsics(src_w, src_h, p["fov_deg"])
-        self.intrinsics = tuple(v * self.scale for v in intr)  # (fx, fy, cx, cy) published pixels
+        # (fx, fy, cx, cy) in published pixels
+        self.intrinsics = published_intrinsics(src_w, src_h, self.scale, p["fov_deg"],
+                                               p["fx"], p["fy"], p["cx"], p["cy"])
         self._loop, self._max_frames, self._frame_id = p["loop"], p["max_frames"], p["frame_id"]
         self._wait_for_subscriber = p["wait_for_subscriber"]
         self._pace_timeout_s = float(p["pace_timeout_s"])
