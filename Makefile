@@ -7,10 +7,13 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell sha256sum requirements.txt requirements-python.txt constraints.txt setup.py | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 DATASET := data/mocap_h36m17.npz
+# The training set: the registry sources + Bandai Namco (../shared or BANDAI_NAMCO=DIR); the tests use DATASET only.
+FULL_DATASET := data/mocap_h36m17_full.npz
+BANDAI_NAMCO ?= ../shared/datasets/bandai-namco
 export ROS_LOG_DIR ?= $(CURDIR)/.cache/ros_log
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv data demo test clean
+.PHONY: venv data data-full demo test clean
 
 venv: $(STAMP)
 
@@ -24,7 +27,12 @@ $(STAMP): requirements.txt requirements-python.txt constraints.txt setup.py
 data: $(DATASET)
 
 $(DATASET): $(STAMP)
-	$(PY) training/prepare_data.py --out $(DATASET)
+	$(PY) training/prepare_data.py --registry-only --out $(DATASET)
+
+data-full: $(FULL_DATASET)
+
+$(FULL_DATASET): $(STAMP)
+	$(PY) training/prepare_data.py --bandai-namco $(BANDAI_NAMCO) --out $(FULL_DATASET)
 
 demo: $(STAMP)
 	$(PY) -m diffhpe_ros.demo --out docs/demo

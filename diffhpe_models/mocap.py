@@ -65,7 +65,7 @@ RIGIFY_TO_H36M = {
     "right_shoulder": "upper_arm.R", "right_elbow": "forearm.R", "right_wrist": "forearm.R_End",
 }
 # The source joint each skeleton's head points are derived from (the skull's lowest joint).
-HEAD_JOINT = {"holosoma": "Head", "lafan": "Head", "rigify": "face"}
+HEAD_JOINT = {"holosoma": "Head", "lafan": "Head", "rigify": "face", "bandai": "Head"}
 
 # Head points from anthropometric proportions (Drillis & Contini segment ratios of stature H):
 # base of neck ~0.818 H, nose tip ~0.905 H and ~0.06 H in front of the neck axis, vertex 1.0 H;

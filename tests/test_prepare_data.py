@@ -19,7 +19,7 @@ def _script():
 
 def test_writes_the_dataset_and_prints_the_summary(tmp_path, capsys):
     out = tmp_path / "data" / "mocap.npz"
-    assert _script().main(["--cache", str(CACHE), "--out", str(out)]) == 0
+    assert _script().main(["--cache", str(CACHE), "--out", str(out), "--registry-only"]) == 0
     table = capsys.readouterr().out
     assert "holosoma-retargeting==0.1.0:climb/mocap_climb_seq_*  train" in table
     assert "30 (assumed)" in table
@@ -28,7 +28,7 @@ def test_writes_the_dataset_and_prints_the_summary(tmp_path, capsys):
     ds = load_dataset(out)
     assert ds.num_frames() == 27156
     # Idempotent: a second run reuses the cache and writes the same arrays.
-    assert _script().main(["--cache", str(CACHE), "--out", str(out)]) == 0
+    assert _script().main(["--cache", str(CACHE), "--out", str(out), "--registry-only"]) == 0
     again = load_dataset(out)
     assert all((again.sequences[k] == ds.sequences[k]).all() for k in ds.sequences)
     assert len(out.read_bytes()) == len(first)
@@ -36,7 +36,7 @@ def test_writes_the_dataset_and_prints_the_summary(tmp_path, capsys):
 
 def test_missing_package_gives_a_clear_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(mocap.PACKAGES, "holosoma-retargeting", ("0.0.0", False))
-    assert _script().main(["--cache", str(tmp_path), "--out", str(tmp_path / "x.npz")]) == 1
+    assert _script().main(["--cache", str(tmp_path), "--out", str(tmp_path / "x.npz"), "--registry-only"]) == 1
     err = capsys.readouterr().err
     assert "cannot get a source package" in err and "holosoma-retargeting==0.0.0" in err
     assert not (tmp_path / "x.npz").exists()

@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""Build the mocap dataset file from the pinned registry packages.
+"""Build the mocap dataset file from the pinned registry packages and the Bandai Namco archives.
 
 Fetches holosoma-retargeting 0.1.0 (wheel) and bvhtools 1.6.0 (sdist) with pip into the cache
-(once), reads the motion straight from the archives, maps it onto H36M-17 (metres, Z up) and
-writes data/mocap_h36m17.npz atomically, then prints a summary. Safe to re-run: the cache is
-reused and the output is rewritten with the same content. See docs/data.md.
+(once), reads the Bandai Namco Research Motion Dataset 1+2 archives (`--bandai-namco DIR`, default
+../shared/datasets/bandai-namco when present; sha256-checked), reads the motion straight from the
+archives, maps it onto H36M-17 (metres, Z up) and writes the dataset atomically, then prints a
+summary. `--registry-only` leaves Bandai Namco out (the small dataset the tests use). Safe to
+re-run: the cache is reused and the output is rewritten with the same content. See docs/data.md.
+
+    python training/prepare_data.py --registry-only --out data/mocap_h36m17.npz   # tests (make data)
+    python training/prepare_data.py --out data/mocap_h36m17_full.npz              # training (make data-full)
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from diffhpe_models import mocap
+from diffhpe_models import bandai_namco, mocap
 from diffhpe_models.dataset import SPLITS, load_dataset, save_dataset
 from diffhpe_models.fetch import FetchError
 
@@ -25,6 +30,8 @@ def _label(source: str) -> str:
     package, member = source.split(":", 1)
     if "/climb/" in member:
         return f"{package}:climb/mocap_climb_seq_*"
+    if package in bandai_namco.ARCHIVES:  # one row per archive and split
+        return f"{package.split('.')[0]}:*.bvh"
     return f"{package}:{member.rsplit('/', 1)[-1]}"
 
 
@@ -61,7 +68,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="where pip downloads the source packages (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("data/mocap_h36m17.npz"),
                    help="the dataset file to write (default: %(default)s)")
+    p.add_argument("--bandai-namco", type=Path, default=None, metavar="DIR",
+                   help=f"folder with the two Bandai Namco archives (default: {bandai_namco.DEFAULT_DIR} "
+                        "when present)")
+    p.add_argument("--registry-only", action="store_true",
+                   help="only the registry packages (the small dataset the tests use)")
     args = p.parse_args(argv)
+    bn_dir = args.bandai_namco
+    if args.registry_only and bn_dir is not None:
+        p.error("--registry-only and --bandai-namco exclude each other")
+    if bn_dir is None and not args.registry_only and bandai_namco.DEFAULT_DIR.is_dir():
+        bn_dir = bandai_namco.DEFAULT_DIR
+    if bn_dir is None and not args.registry_only:
+        print(f"prepare_data: no Bandai Namco archives at {bandai_namco.DEFAULT_DIR}: registry "
+              "packages only (pass --bandai-namco DIR)", file=sys.stderr)
 
     try:
         archives = mocap.fetch_sources(args.cache)
@@ -72,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sequences = []
     try:
-        for label, task in tqdm(mocap.source_tasks(archives), desc="converting", unit="file"):
+        tasks = mocap.source_tasks(archives)
+        if bn_dir is not None:
+            tasks += bandai_namco.source_tasks(bn_dir)
+        for label, task in tqdm(tasks, desc="converting", unit="file"):
             sequences.extend(task())
-    except (FetchError, ValueError) as e:
+    except (FetchError, ValueError, OSError) as e:
         print(f"prepare_data: conversion failed: {e}", file=sys.stderr)
         return 1
     arrays, meta = mocap.dataset_inputs(sequences)
     extra = {"packages": {name: version for name, (version, _) in mocap.PACKAGES.items()},
              "created_by": "training/prepare_data.py"}
+    if bn_dir is not None:
+        extra["bandai_namco"] = {"archives": bandai_namco.ARCHIVES, "licence": bandai_namco.LICENCE}
     save_dataset(args.out, arrays, meta, extra=extra)
     dataset = load_dataset(args.out)  # read back what was written: the summary is of the file
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
