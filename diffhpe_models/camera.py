@@ -230,6 +230,10 @@ class CameraSampler:
     16:9 HD), fx = w * U(focal_over_width) (H36M is about 1.15; wide robot cameras 0.7, narrow
     lenses 1.6), fy = fx * (1 + U(+-pixel_aspect_jitter)), principal point at the image centre
     +- principal_jitter_frac * w (uniform).
+    Optional (defaults keep the behaviour above): `roll_deg` bounds the roll separately from the
+    pan/tilt `jitter_deg` (a large aim jitter puts people off centre and partly outside the image
+    without tilting the horizon much); `pitch_deg` = (min, max) clips the optical axis' elevation
+    (negative = looking down); `portrait_prob` swaps width and height (a phone held upright).
     """
 
     distance_m: tuple[float, float] = (3.0, 6.0)
@@ -240,6 +244,9 @@ class CameraSampler:
         default_factory=lambda: ((640, 480), (1000, 1000), (1280, 720)))
     principal_jitter_frac: float = 0.02
     pixel_aspect_jitter: float = 0.01
+    roll_deg: float | None = None            # None: jitter_deg
+    pitch_deg: tuple[float, float] | None = None
+    portrait_prob: float = 0.0
 
     def __post_init__(self):
         for name in ("distance_m", "height_m", "focal_over_width"):
@@ -249,8 +256,13 @@ class CameraSampler:
         if not self.image_sizes or any(w <= 0 or h <= 0 for w, h in self.image_sizes):
             raise ValueError(f"CameraSampler.image_sizes: need positive sizes, "
                              f"got {self.image_sizes}")
-        if self.jitter_deg < 0 or self.principal_jitter_frac < 0 or self.pixel_aspect_jitter < 0:
+        if self.jitter_deg < 0 or self.principal_jitter_frac < 0 or self.pixel_aspect_jitter < 0 \
+                or (self.roll_deg is not None and self.roll_deg < 0):
             raise ValueError("CameraSampler: jitters must be >= 0")
+        if self.pitch_deg is not None and not -90 <= self.pitch_deg[0] <= self.pitch_deg[1] <= 90:
+            raise ValueError(f"CameraSampler.pitch_deg: need -90 <= min <= max <= 90, got {self.pitch_deg}")
+        if not 0 <= self.portrait_prob <= 1:
+            raise ValueError(f"CameraSampler.portrait_prob must be in [0, 1], got {self.portrait_prob}")
 
     def sample(self, rng: np.random.Generator, look_at_world_m, ground_z_m: float = 0.0) -> Camera:
         """One random camera looking at `look_at_world_m` (3,) world metres (Z up); the camera
@@ -264,8 +276,18 @@ class CameraSampler:
                              ground_z_m + height])
         # Pan (about the camera's y), tilt (x) and roll (z) jitter, applied in the camera frame.
         pan, tilt, roll = np.deg2rad(self.jitter_deg) * (2 * u[3:6] - 1)
+        if self.roll_deg is not None:
+            roll = np.deg2rad(self.roll_deg) * (2 * u[5] - 1)
+        if self.pitch_deg is not None:  # elevation of the optical axis after the tilt jitter
+            aim = target - position
+            elevation = np.arctan2(aim[2], np.hypot(aim[0], aim[1]))
+            lo, hi = np.deg2rad(self.pitch_deg)
+            # tilt about the camera's x axis: positive tilt turns the axis downwards (y down)
+            tilt = -(np.clip(elevation - tilt, lo, hi) - elevation)
         R = _rot_z(roll) @ _rot_x(tilt) @ _rot_y(pan) @ look_at_rotation(position, target)
         w, h = self.image_sizes[int(u[6] * len(self.image_sizes))]
+        if self.portrait_prob and rng.random() < self.portrait_prob:
+            w, h = h, w
         lo, hi = self.focal_over_width
         fx = w * (lo + (hi - lo) * u[7])
         fy = fx * (1 + self.pixel_aspect_jitter * (2 * u[8] - 1))

@@ -30,6 +30,37 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class CameraConfig:
+    """Virtual cameras of the training/validation windows (camera.CameraSampler). The defaults are
+    the first models' H36M-like cameras; training/configs widen them to what robots and phones see."""
+
+    distance_min_m: float = 3.0      # horizontal distance to the subject's pelvis
+    distance_max_m: float = 6.0
+    height_min_m: float = 0.8        # camera centre above the floor
+    height_max_m: float = 2.0
+    focal_min: float = 0.7           # fx / image width: 0.5 = 90 deg horizontal FOV, 1.87 = 30 deg
+    focal_max: float = 1.6
+    aim_jitter_deg: float = 5.0      # pan/tilt off the pelvis: people off centre, partly outside
+    roll_deg: float = 5.0
+    pitch_min_deg: float = -90.0     # elevation of the optical axis (negative = looking down)
+    pitch_max_deg: float = 90.0
+    portrait_prob: float = 0.0       # images taller than wide
+    principal_jitter_frac: float = 0.02
+    mask_outside_image: bool = False  # keypoints outside the image are missing, as a detector has them
+
+
+@dataclass
+class BodyConfig:
+    """Other bodies than the mocap actors' (augmentation.BodyScaler); training windows only."""
+
+    stature_min: float = 1.0
+    stature_max: float = 1.0
+    segment_jitter: float = 0.0
+    width_min: float = 1.0           # extra factor on hip and shoulder widths
+    width_max: float = 1.0
+
+
+@dataclass
 class DataConfig:
     """What the model sees: the dataset, the windows, the 2D corruption at training time."""
 
@@ -47,6 +78,8 @@ class DataConfig:
     # "screen" (default: checkpoints made before it existed) or "rays" (camera-aware, see
     # camera.normalize_rays); the configs in training/configs use "rays".
     input_normalisation: str = "screen"
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    body: BodyConfig = field(default_factory=BodyConfig)
 
 @dataclass
 class MixSTEConfig:
@@ -230,6 +263,19 @@ def validate(config: ExperimentConfig) -> None:
     _require(d.noise_sigma_frac >= 0, "data.noise_sigma_frac", "must be >= 0")
     _require(0 <= d.outlier_prob <= 1, "data.outlier_prob", "must be in [0, 1]")
     _require(d.stride >= 1, "data.stride", f"must be >= 1, got {d.stride}")
+    c, b = d.camera, d.body
+    for name in ("distance", "height"):
+        lo, hi = getattr(c, f"{name}_min_m"), getattr(c, f"{name}_max_m")
+        _require(0 < lo <= hi, f"data.camera.{name}_min_m", f"need 0 < min <= max, got {lo}, {hi}")
+    _require(0 < c.focal_min <= c.focal_max, "data.camera.focal_min", "need 0 < min <= max")
+    _require(-90 <= c.pitch_min_deg <= c.pitch_max_deg <= 90, "data.camera.pitch_min_deg",
+             "need -90 <= min <= max <= 90")
+    _require(c.aim_jitter_deg >= 0 and c.roll_deg >= 0 and c.principal_jitter_frac >= 0,
+             "data.camera", "jitters must be >= 0")
+    _require(0 <= c.portrait_prob <= 1, "data.camera.portrait_prob", "must be in [0, 1]")
+    _require(0 < b.stature_min <= b.stature_max, "data.body.stature_min", "need 0 < min <= max")
+    _require(0 < b.width_min <= b.width_max, "data.body.width_min", "need 0 < min <= max")
+    _require(0 <= b.segment_jitter < 1, "data.body.segment_jitter", "must be in [0, 1)")
     _require(d.input_normalisation in INPUT_NORMALISATIONS, "data.input_normalisation",
              f"must be one of {INPUT_NORMALISATIONS}, got {d.input_normalisation!r}")
     _require(m.variant in VARIANTS, "model.variant", f"expected one of {VARIANTS}, got {m.variant!r}")

@@ -36,7 +36,8 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from .atomic import atomic_write_text
-from .camera import normalize_screen
+from .augmentation import BodyScaler
+from .camera import CameraSampler, normalize_input
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, ExperimentConfig, save_config
 from .dataset import load_dataset
@@ -46,7 +47,15 @@ from .metrics import mpjpe, p_mpjpe
 from .skeleton import NUM_JOINTS
 from .windows import WindowDataset, target_frame
 
-BATCH_KEYS = ("keypoints_px", "mask", "image_wh", "pose3d_m")
+# The calibration the model's normalisation needs: the image size ("screen") or K ("rays").
+CALIBRATION_KEY = {"screen": "image_wh", "rays": "camera"}
+
+
+def batch_keys(config: ExperimentConfig) -> tuple[str, str, str, str]:
+    """The window fields a batch feeds to the objective and the pipeline, in argument order."""
+    return ("keypoints_px", "mask", CALIBRATION_KEY[config.data.input_normalisation], "pose3d_m")
+
+
 LOG_FIELDS = ("epoch", "train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "lr", "seconds")
 
 
@@ -83,9 +92,11 @@ class TrainingObjective(nn.Module):
         d = config.diffusion
         self.schedule = cosine_schedule(d.timesteps, d.max_beta, d.cosine_offset).to(device)
         self.prediction = d.prediction
+        self.normalisation = config.data.input_normalisation
 
-    def forward(self, keypoints_px, mask, image_wh, pose3d_m) -> torch.Tensor:
-        uv_n = normalize_screen(keypoints_px, image_wh) * mask.unsqueeze(-1)
+    def forward(self, keypoints_px, mask, calibration, pose3d_m) -> torch.Tensor:
+        """calibration: image_wh (B, 2) or intrinsics (B, 4), by data.input_normalisation."""
+        uv_n = normalize_input(keypoints_px, calibration, self.normalisation) * mask.unsqueeze(-1)
         if self.is_mixste:
             return torch.linalg.vector_norm(self.model(uv_n, mask) - pose3d_m, dim=-1).mean()
         encoded = self.model.encode(uv_n, mask)                # once per window, not per step
@@ -140,13 +151,27 @@ def load_splits(config: ExperimentConfig):
     return train, val
 
 
+def camera_sampler(config: ExperimentConfig) -> CameraSampler:
+    """The virtual cameras of data.camera (training and validation windows alike)."""
+    c = config.data.camera
+    return CameraSampler(
+        distance_m=(c.distance_min_m, c.distance_max_m), height_m=(c.height_min_m, c.height_max_m),
+        jitter_deg=c.aim_jitter_deg, roll_deg=c.roll_deg, focal_over_width=(c.focal_min, c.focal_max),
+        pitch_deg=(c.pitch_min_deg, c.pitch_max_deg), portrait_prob=c.portrait_prob,
+        principal_jitter_frac=c.principal_jitter_frac)
+
+
 def make_window_dataset(config: ExperimentConfig, split, train: bool, seed: int) -> WindowDataset:
     d = config.data
+    b = d.body
     return WindowDataset(
         sequences=split.sequences, fps=split.fps, window=d.window, mode=d.window_mode,
         target_fps=d.fps, train=train, speed_range=(d.speed_min, d.speed_max),
         occlusion=d.occlusion, noise_sigma_frac=d.noise_sigma_frac, outlier_prob=d.outlier_prob,
-        stride=None if train else d.stride, seed=seed, flip_prob=d.flip_prob if train else 0.0)
+        stride=None if train else d.stride, seed=seed, flip_prob=d.flip_prob if train else 0.0,
+        camera_sampler=camera_sampler(config), mask_outside_image=d.camera.mask_outside_image,
+        body_scaler=BodyScaler((b.stature_min, b.stature_max), b.segment_jitter,
+                               (b.width_min, b.width_max)))
 
 
 def resolve_conditioner(config: ExperimentConfig) -> tuple[ExperimentConfig, dict | None]:
@@ -185,10 +210,10 @@ def validate(pipeline: LiftingPipeline, loader, config: ExperimentConfig, rt: Ru
     h = pipeline.hypotheses
     sums = torch.zeros(3, dtype=torch.float64)                 # mpjpe*n, p_mpjpe*n, n
     for k, batch in enumerate(loader):
-        kp, mask, wh, gt = (batch[key].to(rt.device, non_blocking=True) for key in BATCH_KEYS)
+        kp, mask, calib, gt = (batch[key].to(rt.device, non_blocking=True) for key in batch_keys(config))
         g = torch.Generator().manual_seed(_seed(seed, rt.rank, k))
         noise = torch.randn((kp.shape[0], h, config.data.window, NUM_JOINTS, 3), generator=g)
-        pose, _ = pipeline(kp, mask, wh, noise.to(rt.device))
+        pose, _ = pipeline(kp, mask, calib, noise.to(rt.device))
         pred, target = pose[:, frame].double().cpu().numpy(), gt[:, frame].double().cpu().numpy()
         n = len(pred)
         sums += torch.tensor([mpjpe(pred, target) * n, p_mpjpe(pred, target) * n, n])
@@ -316,8 +341,8 @@ def train(config: ExperimentConfig, out_dir: str | os.PathLike, resume: str | os
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", leave=False,
                    disable=not (progress and rt.main), file=sys.stderr)
         for batch in bar:
-            kp, mask, wh, gt = (batch[k].to(rt.device, non_blocking=True) for k in BATCH_KEYS)
-            loss = objective(kp, mask, wh, gt)
+            kp, mask, calib, gt = (batch[k].to(rt.device, non_blocking=True) for k in batch_keys(config))
+            loss = objective(kp, mask, calib, gt)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip > 0:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from scipy.interpolate import make_interp_spline
 
+from .augmentation import BodyScaler, scale_bones
 from .camera import Camera, CameraSampler
 from .occlusion import MIXED_PATTERNS, PATTERNS, apply_pattern, detector_noise
 from .skeleton import FLIP_PERMUTATION, NUM_JOINTS, ROOT
@@ -118,7 +119,8 @@ class WindowDataset(torch.utils.data.Dataset):
     the camera plane (fast motion over a long window), the camera backs off along its axis.
     With the default CameraSampler about 2 % of the joints (in about a quarter of the windows)
     project outside the image (close cameras with long lenses); they stay visible unless
-    `mask_outside_image=True`, which masks them as a detector would.
+    `mask_outside_image=True`, which masks them as a detector would. With `body_scaler`, each
+    training window gets another body (augmentation.scale_bones: stature and proportions).
 
     Items are dicts of float32 numpy arrays: keypoints_px (L, 17, 2), mask (L, 17) 1 = visible,
     image_wh (2,), pose3d_m (L, 17, 3) camera frame root-relative, root_cam_m (L, 3) the pelvis
@@ -131,7 +133,8 @@ class WindowDataset(torch.utils.data.Dataset):
                  occlusion: str = "none", camera_sampler: CameraSampler | None = None,
                  noise_sigma_frac: float = 0.01, outlier_prob: float = 0.005,
                  stride: int | None = None, seed: int = 0, flip_prob: float = 0.5,
-                 min_depth_m: float = 0.5, mask_outside_image: bool = False):
+                 min_depth_m: float = 0.5, mask_outside_image: bool = False,
+                 body_scaler: BodyScaler | None = None):
         _check_sequences(sequences, fps)
         self.offsets = window_offsets(window, mode).astype(np.float64)
         if occlusion != "mixed" and occlusion not in PATTERNS:
@@ -150,6 +153,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.noise_sigma_frac, self.outlier_prob = noise_sigma_frac, outlier_prob
         self.seed, self.flip_prob, self.min_depth_m = seed, flip_prob, min_depth_m
         self.mask_outside_image = mask_outside_image
+        self.body_scaler = body_scaler if body_scaler is not None and body_scaler.active else None
         self.stride = int(stride) if stride is not None else (window if train else 1)
         if self.stride < 1:
             raise ValueError(f"WindowDataset: stride must be >= 1, got {stride}")
@@ -204,6 +208,8 @@ class WindowDataset(torch.utils.data.Dataset):
         world = self._world_window(seq, target, speed)
         if flip:  # mirror across a vertical plane, then swap left and right joints
             world = world[:, FLIP_PERMUTATION] * np.array([-1.0, 1.0, 1.0])
+        if self.train and self.body_scaler is not None:  # another body (training only)
+            world = scale_bones(world, self.body_scaler.sample(rng))
 
         cam = self.camera_sampler.sample(rng, world[:, ROOT].mean(axis=0), world[..., 2].min())
         points = world @ cam.R.T + cam.t
