@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_open
-from .camera import NORMALISATION  # recorded, so a consumer can check it
 from .config import ConfigError, ExperimentConfig, from_dict, to_dict
+from .contract import NORMALISATION_FORMULAS  # recorded, so a consumer can check it
 from .lifter import build_model
 from .skeleton import JOINT_NAMES
 
@@ -33,7 +33,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: Experimen
     """Write `model`'s weights with everything needed to rebuild it, atomically.
 
     extra: plain data (str/int/float/bool/list/dict/tensors), e.g. {"fps": 30.0, "epoch": 3,
-    "optimizer": opt.state_dict()}; `normalisation` is added. metrics: e.g. {"val_mpjpe_mm": 52.1}.
+    "optimizer": opt.state_dict()}; `normalisation` (the formula of the config's
+    data.input_normalisation) is added. metrics: e.g. {"val_mpjpe_mm": 52.1}.
     """
     model = getattr(model, "module", model)          # unwrap DistributedDataParallel
     payload = {
@@ -42,7 +43,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: Experimen
         "config": to_dict(config),
         "joints": list(JOINT_NAMES),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "extra": {"normalisation": NORMALISATION, **(extra or {})},
+        "extra": {"normalisation": NORMALISATION_FORMULAS[config.data.input_normalisation],
+                  **(extra or {})},
         "metrics": dict(metrics or {}),
     }
     with atomic_open(path) as f:
@@ -92,3 +94,8 @@ def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None
     extra = dict(payload.get("extra", {}))
     extra["metrics"] = payload.get("metrics", {})
     return model.to(map_location).eval(), config, extra
+
+
+def checkpoint_fps(extra: dict[str, Any]) -> float:
+    """Frame rate the model was trained at (the dataset's), from a checkpoint's extra fields."""
+    return float(extra.get("fps", 30.0))

@@ -32,8 +32,9 @@ from . import metrics
 from .checkpoint import read_checkpoint
 from .config import AGGREGATIONS, ExperimentConfig
 from .dataset import Dataset, load_dataset
-from .lifter import build_pipeline
+from .lifter import build_pipeline, window_calibration
 from .occlusion import PATTERNS
+from .sampler import SamplerSettings
 from .windows import WindowDataset, target_frame
 
 MODES = ("centred", "causal")
@@ -142,42 +143,49 @@ def checkpoint_config(path: str | Path):
 
 
 def load_model(name: str, path: str | Path, device: str, steps: int | None = None,
-               hypotheses: int | None = None, aggregation: str | None = None) -> EvaluatedModel:
+               hypotheses: int | None = None, aggregation: str | None = None,
+               settings: SamplerSettings | None = None) -> EvaluatedModel:
     """Build the run-time pipeline of a checkpoint, in eval mode on `device`.
 
-    steps / hypotheses / aggregation default to the checkpoint's `diffusion` settings (its
-    real-time default); giving `steps` selects the DDIM sampler. A MixSTE checkpoint is
-    deterministic: the settings are ignored and it reports H = 1, steps None.
+    Sampler settings: `settings` (a SamplerSettings), or steps / hypotheses / aggregation
+    overriding the checkpoint's `diffusion` settings (its real-time default); giving `steps`
+    selects the DDIM sampler. A MixSTE checkpoint is deterministic: the settings are ignored and
+    it reports H = 1, steps None.
     """
     config = checkpoint_config(path)
     if config.model.variant == "mixste":
         pipeline = build_pipeline(path)
+    elif settings is not None:
+        pipeline = build_pipeline(path, settings)
     else:
         pipeline = build_pipeline(path, steps=steps, hypotheses=hypotheses,
                                   aggregation=aggregation,
                                   sampler="ddim" if steps is not None else None)
     pipeline = pipeline.to(device).eval()
-    diffusion = pipeline.is_diffusion
+    run = pipeline.settings  # what the sampler runs (None: deterministic)
     return EvaluatedModel(
         name=name, checkpoint=str(path), pipeline=pipeline, variant=config.model.variant,
         trained_mode=config.data.window_mode, trained_occlusion=config.data.occlusion,
-        window=config.data.window, steps=pipeline.sampler.steps if diffusion else None,
-        hypotheses=pipeline.hypotheses, aggregation=pipeline.diffusion.aggregation
-        if diffusion else None, parameters=sum(p.numel() for p in pipeline.parameters()),
-        config=config)
+        window=config.data.window, steps=run.steps if run else None,
+        hypotheses=pipeline.hypotheses, aggregation=run.aggregation if run else None,
+        parameters=sum(p.numel() for p in pipeline.parameters()), config=config)
 
 
 def _to_tensor(x, device: str) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=torch.float32).to(device)
 
 
-def lift(model: EvaluatedModel, keypoints_px, mask, image_wh, noise: np.ndarray,
+def lift(model: EvaluatedModel, batch: dict[str, np.ndarray], noise: np.ndarray,
          device: str) -> tuple[np.ndarray, np.ndarray]:
-    """Run one batch: (P, L, 17, 2) px, (P, L, 17), (P, 2), noise (P, H, L, 17, 3) ->
-    (pose3d_m (P, L, 17, 3), spread_m (P, L, 17)) as numpy."""
+    """Run one batch of windows (keypoints_px (P, L, 17, 2) px, mask (P, L, 17), image_wh
+    (P, 2), camera (P, 4) intrinsics), noise (P, H, L, 17, 3) -> (pose3d_m (P, L, 17, 3),
+    spread_m (P, L, 17)) as numpy. The model gets the calibration its input normalisation
+    takes (lifter.window_calibration)."""
+    calibration = window_calibration(batch, model.pipeline.input_normalisation)
     with torch.inference_mode():
-        pose, spread = model.pipeline(_to_tensor(keypoints_px, device), _to_tensor(mask, device),
-                                      _to_tensor(image_wh, device), _to_tensor(noise, device))
+        pose, spread = model.pipeline(_to_tensor(batch["keypoints_px"], device),
+                                      _to_tensor(batch["mask"], device),
+                                      _to_tensor(calibration, device), _to_tensor(noise, device))
     return pose.float().cpu().numpy(), spread.float().cpu().numpy()
 
 
@@ -264,8 +272,7 @@ def evaluate_windows(models: dict[str, EvaluatedModel], windows, indices: Sequen
         acc_gt.add(pose_metrics(gt), n)
         for name, model in models.items():
             noise = draw_noise(rngs[name], n, model)
-            pred, _ = lift(model, batch["keypoints_px"], batch["mask"], batch["image_wh"], noise,
-                           device)
+            pred, _ = lift(model, batch, noise, device)
             acc[name].add(window_metrics(pred, gt, mode), n)
     out = {name: a.result() for name, a in acc.items()}
     out["ground_truth"] = acc_gt.result()
@@ -287,7 +294,8 @@ def time_per_window_ms(model: EvaluatedModel, sample: dict[str, np.ndarray], dev
                        min_seconds: float = 1.0, max_runs: int = 200) -> dict[str, float]:
     """Wall time of one forward pass for one person and one window (batch of 1), in ms.
 
-    sample: one window (keypoints_px (L, 17, 2), mask (L, 17), image_wh (2,)). Runs `warmup`
+    sample: one window (keypoints_px (L, 17, 2), mask (L, 17), image_wh (2,), camera (4,)).
+    Runs `warmup`
     passes, then at least `min_runs` and `min_seconds`; returns median and p90 and the count.
     On CUDA the device is synchronised around each pass. `threads` sets torch's CPU threads for the
     measurement (restored after).
@@ -298,7 +306,8 @@ def time_per_window_ms(model: EvaluatedModel, sample: dict[str, np.ndarray], dev
     try:
         kp = _to_tensor(sample["keypoints_px"][None], device)
         mask = _to_tensor(sample["mask"][None], device)
-        wh = _to_tensor(np.asarray(sample["image_wh"])[None], device)
+        calibration = window_calibration(sample, model.pipeline.input_normalisation)
+        wh = _to_tensor(np.asarray(calibration)[None], device)
         noise = _to_tensor(draw_noise(np.random.default_rng(0), 1, model), device)
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
         times = []
@@ -536,16 +545,16 @@ def example_windows(models: dict[str, EvaluatedModel], hypotheses_model: str | N
            "ground_truth_m": batch["pose3d_m"][:, t], "models": {}}
     for name, model in models.items():
         noise = draw_noise(np.random.default_rng(seed), len(picks), model)
-        pose, spread = lift(model, batch["keypoints_px"], batch["mask"], batch["image_wh"],
-                            noise, device)
+        pose, spread = lift(model, batch, noise, device)
         entry = {"pose_m": pose[:, t], "spread_m": spread[:, t],
                  "mpjpe_mm": [metrics.mpjpe(pose[k, t], batch["pose3d_m"][k, t])
                               for k in range(len(picks))]}
         if name == hypotheses_model and model.variant != "mixste":
-            # Same checkpoint settings (sampler, steps, eta), one hypothesis per run.
-            single = load_model(name, model.checkpoint, device, hypotheses=1)
-            samples = [lift(single, batch["keypoints_px"], batch["mask"], batch["image_wh"],
-                            noise[:, h:h + 1], device)[0][:, t] for h in range(model.hypotheses)]
+            # The same sampler settings (sampler, steps, eta), one hypothesis per run.
+            single = load_model(name, model.checkpoint, device,
+                                settings=model.pipeline.settings.replace(hypotheses=1))
+            samples = [lift(single, batch, noise[:, h:h + 1], device)[0][:, t]
+                       for h in range(model.hypotheses)]
             entry["samples_m"] = np.stack(samples, axis=1)  # (count, H, 17, 3)
         out["models"][name] = entry
     return out

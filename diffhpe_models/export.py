@@ -1,23 +1,21 @@
 """ONNX export of the whole run-time computation, its manifest, and the TensorRT engine build.
 
 One graph holds everything a frame needs (2D normalisation, conditioning features, all DDIM steps
-unrolled, aggregation): inputs `keypoints_px (P, L, 17, 2)`, `mask (P, L, 17)`,
-`image_wh (P, 2)`, `noise (P, H, L, 17, 3)`; outputs `pose3d_m (P, L, 17, 3)`,
-`spread_m (P, L, 17)`. Only the persons axis P is dynamic, so TensorRT builds one optimisation
+unrolled, aggregation); its inputs and outputs are the run-time contract (contract.py:
+`keypoints_px`, `mask`, `image_wh` or `intrinsics` by the model's input normalisation, `noise`;
+`pose3d_m`, `spread_m`). Only the persons axis P is dynamic, so TensorRT builds one optimisation
 profile over P and everything else is static.
 
-Every exported file `F` gets a manifest `F.json` beside it (what it computes, with which settings,
-the sha256 of `F`, exporter versions). The runtime refuses a file whose manifest does not match
-its configuration or whose checksum is wrong (`read_manifest`, `check_expected`).
+Every exported file `F` gets a manifest `F.json` beside it, written from the objects that run
+(the pipeline's sampler settings and config, contract.describe_pipeline), with the sha256 of `F`
+and the exporter versions; the contract fields are also stored in the graph's metadata, so the
+runtime can refuse a manifest that disagrees with its graph (contract.py reads and checks).
 
-torch, onnx and onnxruntime are imported inside the functions that need them, so that the runtime
-can read manifests without loading torch.
+torch, onnx and onnxruntime are imported inside the functions that need them.
 """
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import os
 import tempfile
 import shlex
@@ -30,27 +28,23 @@ import numpy as np
 
 from . import tensorrt_ops
 from .atomic import atomic_write_bytes, atomic_write_json
-from .camera import NORMALISATION
-from .skeleton import JOINT_NAMES, NUM_JOINTS
+from .camera import guess_intrinsics
+from .contract import (ENGINE_MANIFEST_FORMAT, MANIFEST_FORMAT, MAX_PERSONS, MIN_PERSONS,
+                       OPT_PERSONS, OUTPUT_NAMES, PERSONS, ManifestError, describe_pipeline,
+                       engine_path_for, gpu_name, graph_metadata, import_tensorrt, input_names,
+                       io_shapes, manifest_path, manifest_problems, read_manifest, sha256_file)
+from .skeleton import NUM_JOINTS
 
 OPSET = 17
-PERSONS = "persons"  # name of the one dynamic axis (axis 0 of every input and output)
-INPUT_NAMES = ("keypoints_px", "mask", "image_wh", "noise")
-OUTPUT_NAMES = ("pose3d_m", "spread_m")
-MANIFEST_FORMAT = "diffhpe-export-v1"
-ENGINE_MANIFEST_FORMAT = "diffhpe-engine-v1"
 # Parity of ONNX Runtime against PyTorch (FP32), metres.
 PARITY_TOLERANCE_M = 1e-4
-# Default TensorRT optimisation profile over the persons axis.
-MIN_PERSONS, OPT_PERSONS, MAX_PERSONS = 1, 4, 16
+__all__ = ["ManifestError", "read_manifest", "manifest_path", "sha256_file", "engine_path_for",
+           "MIN_PERSONS", "OPT_PERSONS", "MAX_PERSONS", "ENGINE_MANIFEST_FORMAT",
+           "MANIFEST_FORMAT", "OUTPUT_NAMES"]  # re-exported from contract for the exporter's users
 
 
 class ExportError(RuntimeError):
     """The export (or an engine build) cannot produce a valid file."""
-
-
-class ManifestError(RuntimeError):
-    """A model file's manifest is missing, unreadable, or does not match the file or the config."""
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -64,22 +58,12 @@ class TensorRTUnavailable(RuntimeError):
 # --- shapes and example inputs -------------------------------------------------------------
 
 
-def io_shapes(window: int, hypotheses: int, persons: int | str = PERSONS) -> dict[str, tuple]:
-    """Shapes of the graph's inputs and outputs, persons axis first (an int or the axis name)."""
-    return {
-        "keypoints_px": (persons, window, NUM_JOINTS, 2),
-        "mask": (persons, window, NUM_JOINTS),
-        "image_wh": (persons, 2),
-        "noise": (persons, hypotheses, window, NUM_JOINTS, 3),
-        "pose3d_m": (persons, window, NUM_JOINTS, 3),
-        "spread_m": (persons, window, NUM_JOINTS),
-    }
-
-
 def example_inputs(window: int, hypotheses: int, persons: int = 2, seed: int = 0,
                    missing_rate: float = 0.1) -> dict[str, np.ndarray]:
     """Plausible float32 inputs: a standing skeleton in a 640x480 image, jittered, some joints
-    missing (coordinate 0 and mask 0, as the contract says), standard normal noise."""
+    missing (coordinate 0 and mask 0, as the contract says), standard normal noise. Holds both
+    calibrations (`image_wh` and `intrinsics`, the latter the documented guess): feed a graph
+    the ones its `input_names` take."""
     rng = np.random.default_rng(seed)
     # Rough H36M-17 standing pose in pixels (x right, y down), centred near the image middle.
     stand = np.array([
@@ -92,7 +76,8 @@ def example_inputs(window: int, hypotheses: int, persons: int = 2, seed: int = 0
     kp = (kp * mask[..., None]).astype(np.float32)
     image_wh = np.tile(np.array([[640.0, 480.0]], dtype=np.float32), (persons, 1))
     noise = rng.standard_normal((persons, hypotheses, window, NUM_JOINTS, 3), dtype=np.float32)
-    return {"keypoints_px": kp, "mask": mask, "image_wh": image_wh, "noise": noise}
+    return {"keypoints_px": kp, "mask": mask, "image_wh": image_wh,
+            "intrinsics": guess_intrinsics(image_wh).astype(np.float32), "noise": noise}
 
 
 # --- graph checks --------------------------------------------------------------------------
@@ -196,11 +181,11 @@ def tensorrt_graph_problems(model, persons: str = PERSONS) -> list[str]:
     return problems
 
 
-def interface_problems(model, window: int, hypotheses: int) -> list[str]:
+def interface_problems(model, window: int, hypotheses: int, normalisation: str) -> list[str]:
     """Differences between the graph's inputs/outputs and the contract (names, order, shapes)."""
-    shapes = io_shapes(window, hypotheses)
+    shapes = io_shapes(window, hypotheses, normalisation)
     problems = []
-    for kind, values, names in (("input", model.graph.input, INPUT_NAMES),
+    for kind, values, names in (("input", model.graph.input, input_names(normalisation)),
                                 ("output", model.graph.output, OUTPUT_NAMES)):
         got = [v.name for v in values]
         if got != list(names):
@@ -238,9 +223,8 @@ def _runtime_shapes(model, names: list[str], persons: int) -> dict[str, list[int
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
                               for n in names)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    window = _dims(model.graph.input[0])[1]
-    hypotheses = _dims(model.graph.input[3])[1]
-    feeds = example_inputs(window, hypotheses, persons=persons)
+    dims = {i.name: _dims(i) for i in model.graph.input}
+    feeds = example_inputs(dims["keypoints_px"][1], dims["noise"][1], persons=persons)
     values = session.run(names, {i.name: feeds[i.name] for i in model.graph.input})
     return {n: list(v.shape) for n, v in zip(names, values)}
 
@@ -424,13 +408,15 @@ def fold_constants(model):
     return model
 
 
-def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, window: int, hypotheses: int,
-                         example_persons: int = 2):
+def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, example_persons: int = 2,
+                         metadata: dict[str, str] | None = None):
     """Trace `pipeline` (a LiftingPipeline in eval mode) into one ONNX graph at `onnx_path`.
 
-    The TorchScript-based exporter is used on purpose: it emits opset 17 natively (TensorRT 8.6's
-    limit), while the torch.export-based one starts at opset 18. The graph is then
-    constant-folded (`simplify`, `fold_constants`) and checked (`tensorrt_graph_problems`,
+    Inputs are the pipeline's `input_names` (the calibration input follows its input
+    normalisation), shapes its window and hypotheses. The TorchScript-based exporter is used on
+    purpose: it emits opset 17 natively (TensorRT 8.6's limit), while the torch.export-based one
+    starts at opset 18. The graph is then constant-folded (`simplify`, `fold_constants`), given
+    `metadata` (ONNX metadata_props) and checked (`tensorrt_graph_problems`,
     `interface_problems`); the file is written atomically only when the checks pass.
     Returns the onnx.ModelProto.
     """
@@ -439,8 +425,10 @@ def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, window: int, hy
     import onnx
     import torch
 
+    names = list(pipeline.input_names)
+    window, hypotheses = pipeline.window, pipeline.hypotheses
     ex = example_inputs(window, hypotheses, persons=example_persons)
-    args = tuple(torch.from_numpy(ex[n]) for n in INPUT_NAMES)
+    args = tuple(torch.from_numpy(ex[n]) for n in names)
     pipeline = pipeline.eval()
     buffer = io.BytesIO()
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
@@ -449,13 +437,17 @@ def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, window: int, hy
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            pipeline, args, buffer, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-            dynamic_axes={n: {0: PERSONS} for n in (*INPUT_NAMES, *OUTPUT_NAMES)},
+            pipeline, args, buffer, input_names=names, output_names=list(OUTPUT_NAMES),
+            dynamic_axes={n: {0: PERSONS} for n in (*names, *OUTPUT_NAMES)},
             opset_version=OPSET, do_constant_folding=True, dynamo=False)
     model = onnx.load_from_string(buffer.getvalue())
     model = fold_static_shapes(fold_constants(simplify(model)))
     model.producer_name = "diffhpe_ros"
-    problems = tensorrt_graph_problems(model) + interface_problems(model, window, hypotheses)
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    problems = tensorrt_graph_problems(model) + interface_problems(
+        model, window, hypotheses, pipeline.input_normalisation)
     if problems:
         raise ExportError(f"{onnx_path}: the exported graph fails its checks:\n  "
                           + "\n  ".join(problems))
@@ -463,34 +455,21 @@ def export_pipeline_onnx(pipeline, onnx_path: str | os.PathLike, window: int, hy
     return model
 
 
-def onnx_parity(pipeline, onnx_path: str | os.PathLike, window: int, hypotheses: int,
-                persons: int = 3, seed: int = 1) -> float:
+def onnx_parity(pipeline, onnx_path: str | os.PathLike, persons: int = 3, seed: int = 1) -> float:
     """Max abs difference (metres) between ONNX Runtime (CPU, FP32) and PyTorch on the same inputs
     and noise, over both outputs. Uses a persons count different from the export's example, so
     the dynamic axis is exercised."""
     import onnxruntime as ort
     import torch
 
-    feeds = example_inputs(window, hypotheses, persons=persons, seed=seed)
+    names = list(pipeline.input_names)
+    ex = example_inputs(pipeline.window, pipeline.hypotheses, persons=persons, seed=seed)
+    feeds = {n: ex[n] for n in names}
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(list(OUTPUT_NAMES), feeds)
     with torch.inference_mode():
-        want = pipeline(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
+        want = pipeline(*(torch.from_numpy(feeds[n]) for n in names))
     return max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def manifest_path(model_path: str | os.PathLike) -> Path:
-    """The manifest of file `F` is `F.json` (e.g. `lifter.onnx.json`)."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name + ".json")
 
 
 def exporter_versions() -> dict[str, str]:
@@ -506,31 +485,6 @@ def exporter_versions() -> dict[str, str]:
     return versions
 
 
-def pipeline_settings(pipeline, config, fps: float) -> dict[str, Any]:
-    """The manifest fields that say what a LiftingPipeline computes (compared by the runtime).
-
-    `config` is the checkpoint's ExperimentConfig; the sampler settings are the pipeline's own
-    (which may override the config's steps/hypotheses/aggregation).
-    """
-    diffusion = pipeline.diffusion
-    return {
-        "variant": config.model.variant,
-        "steps": int(diffusion.steps),
-        "hypotheses": int(pipeline.hypotheses),
-        "aggregation": diffusion.aggregation,
-        "sampler": diffusion.sampler,
-        "eta": float(diffusion.eta),
-        "window": int(config.data.window),
-        "window_mode": config.data.window_mode,
-        "causal_model": bool(config.model.causal),
-        "fps": float(fps),
-        "joints": list(JOINT_NAMES),
-        "normalisation": NORMALISATION,  # inside the graph (camera.normalize_screen)
-        "units": {"keypoints_px": "pixels", "pose3d_m": "metres, camera frame, root-relative",
-                  "spread_m": "metres"},
-    }
-
-
 def write_manifest(model_path: str | os.PathLike, fields: dict[str, Any]) -> Path:
     """Write `F.json` for the file `F` with `fields` plus its sha256 and size (atomically)."""
     model_path = Path(model_path)
@@ -543,50 +497,6 @@ def write_manifest(model_path: str | os.PathLike, fields: dict[str, Any]) -> Pat
     return atomic_write_json(manifest_path(model_path), manifest)
 
 
-def read_manifest(model_path: str | os.PathLike, verify_checksum: bool = True) -> dict[str, Any]:
-    """Load `F.json` and check that it describes `F` (format, file name, sha256).
-
-    Raises ManifestError naming the file and the problem.
-    """
-    model_path = Path(model_path)
-    mpath = manifest_path(model_path)
-    if not model_path.is_file():
-        raise ManifestError(f"{model_path}: model file not found")
-    if not mpath.is_file():
-        raise ManifestError(f"{mpath}: manifest not found (every exported file needs one; "
-                            "re-export with training/export.py)")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ManifestError(f"{mpath}: unreadable manifest: {e}") from None
-    if not isinstance(manifest, dict):
-        raise ManifestError(f"{mpath}: manifest must be a JSON object")
-    fmt = manifest.get("format")
-    if fmt not in (MANIFEST_FORMAT, ENGINE_MANIFEST_FORMAT):
-        raise ManifestError(f"{mpath}: format {fmt!r}, expected {MANIFEST_FORMAT!r} or "
-                            f"{ENGINE_MANIFEST_FORMAT!r}")
-    if manifest.get("file") != model_path.name:
-        raise ManifestError(f"{mpath}: describes {manifest.get('file')!r}, not {model_path.name!r}")
-    if verify_checksum:
-        actual = sha256_file(model_path)
-        if manifest.get("sha256") != actual:
-            raise ManifestError(f"{model_path}: sha256 {actual} does not match its manifest "
-                                f"({manifest.get('sha256')}): the file was changed or corrupted")
-    return manifest
-
-
-def check_expected(manifest: dict[str, Any], expected: dict[str, Any] | None,
-                   where: str = "model") -> None:
-    """Raise ManifestError listing every field of `expected` that the manifest contradicts."""
-    if not expected:
-        return
-    wrong = [f"{k}: file has {manifest.get(k)!r}, configuration wants {v!r}"
-             for k, v in expected.items() if manifest.get(k) != v]
-    if wrong:
-        raise ManifestError(f"{where}: manifest does not match the configuration:\n  "
-                            + "\n  ".join(wrong))
-
-
 @dataclass
 class ExportResult:
     """An exported file (ONNX graph or TensorRT engine), its manifest's path and content."""
@@ -596,98 +506,109 @@ class ExportResult:
     manifest: dict[str, Any]
 
 
-def export_model(pipeline, config, out_path: str | os.PathLike, fps: float,
+def export_problems(pipeline) -> list[str]:
+    """Why `pipeline` cannot become a graph, before anything is traced ([] when it can)."""
+    settings = pipeline.settings
+    if settings is not None and not settings.deterministic:
+        steps = (f"all {settings.steps} trained steps" if settings.sampler == "ddpm"
+                 else f"{settings.steps} steps")
+        return [f"sampler {settings.sampler!r} ({steps}, eta = {settings.eta:g}) draws fresh "
+                "noise at every step, which a graph cannot (its only randomness is the `noise` "
+                "input): export a deterministic DDIM, sampler 'ddim' with eta = 0"]
+    return []
+
+
+def export_model(pipeline, out_path: str | os.PathLike, fps: float,
                  source: dict[str, Any] | None = None, example_persons: int = 2,
                  parity_tolerance_m: float | None = None) -> ExportResult:
     """Export a built LiftingPipeline to `out_path` (.onnx) with its manifest; verify parity.
 
-    `config` is the model's ExperimentConfig, `fps` its training frame rate; `source` is recorded
-    as is (e.g. the checkpoint's name and sha256). Raises ExportError (and writes nothing) if the
-    sampler is stochastic, the graph fails its checks, or ONNX Runtime differs from PyTorch by
-    more than `parity_tolerance_m` (default PARITY_TOLERANCE_M). With `reproj` aggregation and
-    nearly identical hypotheses, float rounding can flip a per-joint choice, so parity is only as
-    tight as the hypotheses are close: a latency benchmark may pass a looser tolerance.
+    The manifest records what the pipeline runs (contract.describe_pipeline: its sampler's
+    settings, its config's window and input normalisation) and `fps`, its training frame rate;
+    `source` is recorded as is (e.g. the checkpoint's name and sha256). Raises ExportError (and
+    writes nothing) if the pipeline cannot export (`export_problems`: a stochastic sampler), the
+    graph fails its checks, or ONNX Runtime differs from PyTorch by more than
+    `parity_tolerance_m` (default PARITY_TOLERANCE_M). With `reproj` aggregation and nearly
+    identical hypotheses, float rounding can flip a per-joint choice, so parity is only as tight
+    as the hypotheses are close: a latency benchmark may pass a looser tolerance.
     """
     out_path = Path(out_path)
     tolerance = PARITY_TOLERANCE_M if parity_tolerance_m is None else parity_tolerance_m
-    settings = pipeline_settings(pipeline, config, fps)
-    if settings["eta"] > 0:
-        raise ExportError(f"{out_path}: the sampler draws fresh noise at every step (sampler "
-                          f"{settings['sampler']!r}, eta = {settings['eta']}); only a "
-                          "deterministic DDIM (eta = 0) exports, with its noise as an input")
-    window, hypotheses = settings["window"], settings["hypotheses"]
+    problems = export_problems(pipeline)
+    if problems:
+        raise ExportError(f"{out_path}: cannot export: " + "; ".join(problems))
+    fields = describe_pipeline(pipeline, fps)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Export, check and describe the new graph in a staging directory beside the target; only a
     # graph that passed everything replaces the old one (a shipped model is never lost to a
     # failed export).
     with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
         staged = Path(tmp) / out_path.name
-        model = export_pipeline_onnx(pipeline, staged, window, hypotheses, example_persons)
-        parity = onnx_parity(pipeline, staged, window, hypotheses)
+        model = export_pipeline_onnx(pipeline, staged, example_persons, graph_metadata(fields))
+        parity = onnx_parity(pipeline, staged)
         if not parity < tolerance:
             raise ExportError(f"{out_path}: ONNX Runtime differs from PyTorch by {parity:.3g} m "
                               f"(> {tolerance} m); export discarded")
-        staged_manifest = write_manifest(staged, _manifest_fields(
-            settings, window, hypotheses, model, parity, source))
+        staged_manifest = write_manifest(staged, _manifest_fields(fields, model, parity, source))
         os.replace(staged, out_path)
         os.replace(staged_manifest, manifest_path(out_path))
     return ExportResult(out_path, manifest_path(out_path), read_manifest(out_path))
 
 
-def _manifest_fields(settings, window, hypotheses, model, parity, source) -> dict[str, Any]:
-    shapes = io_shapes(window, hypotheses)
-    fields = {"format": MANIFEST_FORMAT, **settings}
-    fields.update({
+def _manifest_fields(fields, model, parity, source) -> dict[str, Any]:
+    shapes = io_shapes(fields["window"], fields["hypotheses"], fields["input_normalisation"])
+    out = {"format": MANIFEST_FORMAT, **fields}
+    out.update({
         "opset": OPSET,
         "persons_axis": PERSONS,
-        "inputs": {n: list(shapes[n]) for n in INPUT_NAMES},
+        "inputs": {n: list(shapes[n]) for n in input_names(fields["input_normalisation"])},
         "outputs": {n: list(shapes[n]) for n in OUTPUT_NAMES},
         "nodes": len(model.graph.node),
         "parity_max_abs_diff_m": parity,
         "source": source or {},
         "exporter": exporter_versions(),
     })
-    return fields
+    problems = manifest_problems(out)
+    if problems:  # a bug here, not in the model: never write a manifest the runtime refuses
+        raise ExportError("the manifest would be inconsistent:\n  " + "\n  ".join(problems))
+    return out
 
 
 def export_checkpoint(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
                       steps: int | None = None, hypotheses: int | None = None,
                       aggregation: str | None = None,
-                      parity_tolerance_m: float | None = None) -> ExportResult:
-    """Export a checkpoint's run-time computation (None = the checkpoint config's value)."""
-    from .checkpoint import load_checkpoint
+                      parity_tolerance_m: float | None = None, sampler: str | None = None,
+                      eta: float | None = None) -> ExportResult:
+    """Export a checkpoint's run-time computation. Sampler settings: overrides of the
+    checkpoint config's (None = its value; sampler.SamplerSettings.from_config), refused with
+    a ConfigError (a ValueError) when invalid. The input normalisation ("screen" or "rays") is
+    the checkpoint's: the graph takes `image_wh` or `intrinsics` accordingly."""
+    from .checkpoint import checkpoint_fps, load_checkpoint
     from .lifter import LiftingPipeline
 
     model, config, extra = load_checkpoint(checkpoint_path)
     pipeline = LiftingPipeline(model, config, steps=steps, hypotheses=hypotheses,
-                               aggregation=aggregation)
+                               aggregation=aggregation, sampler=sampler, eta=eta)
     source = {"checkpoint": Path(checkpoint_path).name,
               "checkpoint_sha256": sha256_file(checkpoint_path)}
-    return export_model(pipeline, config, out_path, fps=checkpoint_fps(extra), source=source,
+    return export_model(pipeline, out_path, fps=checkpoint_fps(extra), source=source,
                         parity_tolerance_m=parity_tolerance_m)
-
-
-def checkpoint_fps(extra: dict[str, Any]) -> float:
-    """Frame rate the model was trained at (the dataset's), from a checkpoint's extra fields."""
-    return float(extra.get("fps", 30.0))
 
 
 # --- TensorRT ------------------------------------------------------------------------------
 
 
-def engine_path_for(onnx_path: str | os.PathLike, fp16: bool) -> Path:
-    """`lifter.onnx` -> `lifter.fp16.engine` / `lifter.fp32.engine`."""
-    onnx_path = Path(onnx_path)
-    return onnx_path.with_name(f"{onnx_path.stem}.{'fp16' if fp16 else 'fp32'}.engine")
-
-
-def trtexec_command(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, window: int,
-                    hypotheses: int, fp16: bool, min_persons: int = MIN_PERSONS,
+def trtexec_command(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
+                    manifest: dict[str, Any], fp16: bool, min_persons: int = MIN_PERSONS,
                     opt_persons: int = OPT_PERSONS, max_persons: int = MAX_PERSONS) -> str:
-    """The trtexec command line that builds the same engine as `build_tensorrt_engine`."""
+    """The trtexec command line that builds the same engine as `build_tensorrt_engine` from the
+    graph that `manifest` describes."""
+    names = input_names(manifest["input_normalisation"])
+
     def shapes(p: int) -> str:
-        return ",".join(f"{n}:{'x'.join(map(str, io_shapes(window, hypotheses, p)[n]))}"
-                        for n in INPUT_NAMES)
+        dims = io_shapes(manifest["window"], manifest["hypotheses"],
+                         manifest["input_normalisation"], p)
+        return ",".join(f"{n}:{'x'.join(map(str, dims[n]))}" for n in names)
 
     parts = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
     if fp16:
@@ -695,27 +616,6 @@ def trtexec_command(onnx_path: str | os.PathLike, engine_path: str | os.PathLike
     parts += [f"--minShapes={shapes(min_persons)}", f"--optShapes={shapes(opt_persons)}",
               f"--maxShapes={shapes(max_persons)}"]
     return " ".join(shlex.quote(p) for p in parts)
-
-
-def gpu_name() -> str | None:
-    """Name of CUDA device 0 as torch reports it, or None without a usable GPU. Without torch,
-    a Jetson's board name (device tree) stands in, so engines can be built there without torch."""
-    try:
-        import torch
-    except ImportError:
-        model = Path("/proc/device-tree/model")
-        text = model.read_bytes().decode(errors="replace").strip("\x00 \n") if model.exists() else ""
-        return text if "NVIDIA" in text or "Jetson" in text else None
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-
-
-def import_tensorrt():
-    """`import tensorrt`, or None where it is not installed."""
-    try:
-        import tensorrt
-    except ImportError:
-        return None
-    return tensorrt
 
 
 def build_tensorrt_engine(onnx_path: str | os.PathLike, fp16: bool = False,
@@ -739,9 +639,8 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, fp16: bool = False,
     if not 1 <= min_persons <= opt_persons <= max_persons:
         raise ValueError(f"persons profile must satisfy 1 <= min <= opt <= max, got "
                          f"{min_persons}, {opt_persons}, {max_persons}")
-    window, hypotheses = onnx_manifest["window"], onnx_manifest["hypotheses"]
     engine_path = Path(engine_path) if engine_path else engine_path_for(onnx_path, fp16)
-    command = trtexec_command(onnx_path, engine_path, window, hypotheses, fp16, min_persons,
+    command = trtexec_command(onnx_path, engine_path, onnx_manifest, fp16, min_persons,
                               opt_persons, max_persons)
     trt = trt or import_tensorrt()
     if trt is None:
@@ -765,8 +664,10 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, fp16: bool = False,
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    for name in INPUT_NAMES:
-        profile.set_shape(name, *(io_shapes(window, hypotheses, p)[name]
+    normalisation = onnx_manifest["input_normalisation"]
+    for name in input_names(normalisation):
+        profile.set_shape(name, *(io_shapes(onnx_manifest["window"], onnx_manifest["hypotheses"],
+                                            normalisation, p)[name]
                                   for p in (min_persons, opt_persons, max_persons)))
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
@@ -806,8 +707,7 @@ def register_engine(engine_path: str | os.PathLike, onnx_path: str | os.PathLike
     onnx_manifest = read_manifest(onnx_path)
     trt = trt or import_tensorrt()
     device_name = device_name or gpu_name()
-    command = trtexec_command(onnx_path, engine_path, onnx_manifest["window"],
-                              onnx_manifest["hypotheses"], fp16)
+    command = trtexec_command(onnx_path, engine_path, onnx_manifest, fp16)
     if trt is None or device_name is None:
         raise TensorRTUnavailable("registering an engine needs TensorRT and a CUDA GPU here",
                                   command)
@@ -817,9 +717,10 @@ def register_engine(engine_path: str | os.PathLike, onnx_path: str | os.PathLike
         raise ExportError(f"{engine_path}: TensorRT {trt.__version__} cannot deserialize it "
                           "(built by another TensorRT version or for another GPU?)")
     names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
-    if names != set(INPUT_NAMES) | set(OUTPUT_NAMES):
+    graph_names = (*input_names(onnx_manifest["input_normalisation"]), *OUTPUT_NAMES)
+    if names != set(graph_names):
         raise ExportError(f"{engine_path}: engine tensors {sorted(names)} are not the exported "
-                          f"graph's {sorted(INPUT_NAMES + OUTPUT_NAMES)}")
-    profile = tuple(int(engine.get_tensor_profile_shape(INPUT_NAMES[0], 0)[k][0]) for k in range(3))
+                          f"graph's {sorted(graph_names)}")
+    profile = tuple(int(engine.get_tensor_profile_shape("keypoints_px", 0)[k][0]) for k in range(3))
     return _write_engine_manifest(engine_path, onnx_path, onnx_manifest, fp16, trt, device_name,
                                   profile, command)

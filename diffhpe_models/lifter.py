@@ -6,23 +6,23 @@
 - `diffhpe_wrapper`: denoiser conditioned on the features of a frozen MixSTE.
 
 `LiftingPipeline` is THE run-time computation (what the node runs, what is exported to ONNX):
-normalise the 2D, zero missing keypoints, compute the condition once, run the few-step sampler
+normalise the 2D (by image size or by intrinsics, per `data.input_normalisation`), zero missing
+keypoints, compute the condition once, run the few-step sampler
 with the H hypotheses folded into the batch, aggregate. No data-dependent control flow.
 """
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 from torch import nn
 
 from .aggregation import aggregate
-from .camera import normalize_screen
-from .config import ExperimentConfig
+from .camera import normalize_input
+from .config import ConfigError, ExperimentConfig
+from .contract import input_names
 from .denoiser import Denoiser
 from .diffusion import cosine_schedule
 from .mixste import MixSTE
-from .sampler import make_sampler
+from .sampler import Sampler, SamplerSettings
 from .skeleton import NUM_JOINTS, ROOT
 
 
@@ -78,48 +78,84 @@ def build_model(config: ExperimentConfig) -> nn.Module:
 class LiftingPipeline(nn.Module):
     """The whole run-time computation, one forward.
 
-    forward(keypoints_px (P, L, 17, 2), mask (P, L, 17), image_wh (P, 2), noise (P, H, L, 17, 3))
+    forward(keypoints_px (P, L, 17, 2), mask (P, L, 17), calibration, noise (P, H, L, 17, 3))
     -> (pose3d_m (P, L, 17, 3) root-relative camera frame, spread_m (P, L, 17)).
-    `noise` is the initial sample x_T of each hypothesis (an input, so runs are reproducible);
-    the MixSTE variant accepts and ignores it and returns spread 0.
+    `calibration` is what the model's `data.input_normalisation` needs (camera.normalize_input):
+    image_wh (P, 2) pixels for "screen", intrinsics (P, 4) = fx, fy, cx, cy pixels for "rays";
+    `input_names` names the four inputs. `noise` is the initial sample x_T of each hypothesis (an
+    input, so runs are reproducible); the MixSTE variant accepts and ignores it and returns
+    spread 0.
+
+    Sampler settings: `settings` (a SamplerSettings) or the keyword overrides of the checkpoint
+    config's (SamplerSettings.from_config: "ddpm" means all T steps with eta 1). The sampler owns
+    the resolved object (`self.settings is self.sampler.settings`); nothing else holds a copy.
+    A deterministic model (MixSTE) has no sampler and refuses sampler settings.
     """
 
-    def __init__(self, model: nn.Module, config: ExperimentConfig, steps: int | None = None,
+    def __init__(self, model: nn.Module, config: ExperimentConfig,
+                 settings: SamplerSettings | None = None, *, steps: int | None = None,
                  hypotheses: int | None = None, aggregation: str | None = None,
                  sampler: str | None = None, eta: float | None = None):
         super().__init__()
-        overrides = {k: v for k, v in dict(steps=steps, hypotheses=hypotheses, aggregation=aggregation,
-                                           sampler=sampler, eta=eta).items() if v is not None}
-        # dataclasses.replace re-runs the config validation on the run-time choices.
-        self.config = dataclasses.replace(
-            config, diffusion=dataclasses.replace(config.diffusion, **overrides))
-        d = self.diffusion = self.config.diffusion
+        overrides = {k: v for k, v in dict(sampler=sampler, steps=steps, hypotheses=hypotheses,
+                                           eta=eta, aggregation=aggregation).items()
+                     if v is not None}
+        self.config = config                 # the checkpoint's (training) config, unchanged
         self.model = model.eval()
+        self.variant = config.model.variant
         self.window = config.data.window
+        self.window_mode = config.data.window_mode
+        self.causal = config.model.causal
+        self.input_normalisation = config.data.input_normalisation
+        self.input_names = input_names(self.input_normalisation)
         self.is_diffusion = isinstance(model, DiffHPE)
-        self.hypotheses = self.diffusion.hypotheses if self.is_diffusion else 1
+        if not self.is_diffusion:
+            if settings is not None or overrides:
+                given = settings.as_dict() if settings is not None else overrides
+                raise ConfigError(f"sampler settings: a {self.variant!r} model is deterministic "
+                                  f"and runs no sampler, got {given}")
+            self.sampler = None
+            return
+        d = config.diffusion
+        if settings is None:
+            settings = SamplerSettings.from_config(d, **overrides)
+        elif overrides:
+            raise ConfigError(f"sampler settings: give a SamplerSettings or overrides, not both "
+                              f"(got {sorted(overrides)})")
         schedule = cosine_schedule(d.timesteps, d.max_beta, d.cosine_offset)
-        self.sampler = make_sampler(schedule, d.sampler, d.steps, d.eta, d.prediction)
+        self.sampler = Sampler(schedule, settings, d.prediction)
 
-    def _check(self, keypoints_px, mask, image_wh, noise) -> None:
+    @property
+    def settings(self) -> SamplerSettings | None:
+        """What the sampler runs (None for a deterministic model)."""
+        return self.sampler.settings if self.sampler is not None else None
+
+    @property
+    def hypotheses(self) -> int:
+        return self.sampler.settings.hypotheses if self.sampler is not None else 1
+
+    def _check(self, keypoints_px, mask, calibration, noise) -> None:
         shape = (self.window, NUM_JOINTS)
         if keypoints_px.dim() != 4 or tuple(keypoints_px.shape[1:]) != (*shape, 2):
             raise ValueError(f"keypoints_px must be (P, {self.window}, {NUM_JOINTS}, 2), "
                              f"got {tuple(keypoints_px.shape)}")
         if tuple(mask.shape) != tuple(keypoints_px.shape[:3]):
             raise ValueError(f"mask must be {tuple(keypoints_px.shape[:3])}, got {tuple(mask.shape)}")
-        if tuple(image_wh.shape) != (keypoints_px.shape[0], 2):
-            raise ValueError(f"image_wh must be (P, 2), got {tuple(image_wh.shape)}")
+        width = 2 if self.input_normalisation == "screen" else 4
+        if tuple(calibration.shape) != (keypoints_px.shape[0], width):
+            raise ValueError(f"{self.input_names[2]} must be (P, {width}) for a "
+                             f"{self.input_normalisation!r} model, got {tuple(calibration.shape)}")
         if noise.dim() != 5 or tuple(noise.shape[2:]) != (*shape, 3) or (
                 self.is_diffusion and noise.shape[1] != self.hypotheses):
             raise ValueError(f"noise must be (P, {self.hypotheses}, {self.window}, {NUM_JOINTS}, 3), "
                              f"got {tuple(noise.shape)}")
 
-    def forward(self, keypoints_px: torch.Tensor, mask: torch.Tensor, image_wh: torch.Tensor,
+    def forward(self, keypoints_px: torch.Tensor, mask: torch.Tensor, calibration: torch.Tensor,
                 noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._check(keypoints_px, mask, image_wh, noise)
+        self._check(keypoints_px, mask, calibration, noise)
         mask = mask.to(keypoints_px.dtype)
-        uv_n = normalize_screen(keypoints_px, image_wh) * mask.unsqueeze(-1)
+        uv_n = normalize_input(keypoints_px, calibration, self.input_normalisation)
+        uv_n = uv_n * mask.unsqueeze(-1)
         if not self.is_diffusion:
             pose = self.model(uv_n, mask)
             pose = pose - pose[..., ROOT:ROOT + 1, :]
@@ -134,16 +170,29 @@ class LiftingPipeline(nn.Module):
         x0 = self.sampler.sample(lambda x_t, t: denoiser(x_t, t, encoded), noise.reshape(-1, l, j, 3))
         hyps = x0.reshape(-1, h, l, j, 3)
         hyps = hyps - hyps[..., ROOT:ROOT + 1, :]
-        return aggregate(hyps, uv_n, mask, self.diffusion.aggregation)
+        return aggregate(hyps, uv_n, mask, self.settings.aggregation)
 
 
-def build_pipeline(checkpoint_path, steps: int | None = None, hypotheses: int | None = None,
+def window_calibration(window: dict, normalisation: str):
+    """The calibration input a model of `normalisation` takes, from a dataset window or batch
+    (windows.WindowDataset items carry both): "screen" -> window["image_wh"] (..., 2),
+    "rays" -> window["camera"] (..., 4) = fx, fy, cx, cy pixels."""
+    if normalisation == "screen":
+        return window["image_wh"]
+    if normalisation == "rays":
+        return window["camera"]
+    raise ValueError(f"input normalisation must be 'screen' or 'rays', got {normalisation!r}")
+
+
+def build_pipeline(checkpoint_path, settings: SamplerSettings | None = None, *,
+                   steps: int | None = None, hypotheses: int | None = None,
                    aggregation: str | None = None, sampler: str | None = None,
                    eta: float | None = None) -> LiftingPipeline:
-    """The run-time pipeline of a checkpoint (eval mode, CPU); None = the checkpoint config's
-    value. For a MixSTE checkpoint the sampler settings are validated but unused (H = 1)."""
+    """The run-time pipeline of a checkpoint (eval mode, CPU). Sampler settings as in
+    LiftingPipeline: a SamplerSettings, or overrides of the checkpoint config's (None = the
+    config's value)."""
     from .checkpoint import load_checkpoint  # checkpoint.py imports this module
 
     model, config, _ = load_checkpoint(checkpoint_path)
-    return LiftingPipeline(model, config, steps=steps, hypotheses=hypotheses,
+    return LiftingPipeline(model, config, settings, steps=steps, hypotheses=hypotheses,
                            aggregation=aggregation, sampler=sampler, eta=eta)

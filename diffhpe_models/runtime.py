@@ -1,14 +1,20 @@
 """Run-time lifting: one small interface over three backends (PyTorch, ONNX Runtime, TensorRT).
 
     lifter = load_lifter("models/lifter.onnx")                # backend="auto"
-    pose3d_m, spread_m = lifter.lift(keypoints_px, mask, image_wh)
+    pose3d_m, spread_m = lifter.lift(keypoints_px, mask, image_wh, intrinsics=K)
 
 `Lifter.lift` takes numpy arrays `keypoints_px (P, L, 17, 2)` pixels, `mask (P, L, 17)` (1 =
-observed) and `image_wh (P, 2)` (or `(2,)` for all persons) and returns `pose3d_m (P, L, 17, 3)`
-(root-relative, camera frame, metres) and `spread_m (P, L, 17)` (std of the hypotheses, metres).
+observed), `image_wh (P, 2)` (or `(2,)` for all persons) and optionally `intrinsics (P, 4)` or
+`(4,)` = fx, fy, cx, cy pixels, and returns `pose3d_m (P, L, 17, 3)` (root-relative, camera
+frame, metres) and `spread_m (P, L, 17)` (RMS distance of the hypotheses from the pose, metres).
+The model file says which calibration its graph takes (manifest `input_normalisation`): a
+"screen" model takes the image size and ignores intrinsics; a "rays" model takes intrinsics and,
+when none are given, uses `camera.guess_intrinsics(image_wh)` with the manifest's field of view
+(`intrinsics_guess_hfov_deg`: principal point at the image centre, square pixels).
 It draws the sampler's initial noise `(P, H, L, 17, 3)` from its own seeded generator into a
 preallocated buffer. Everything that can fail (missing backend, wrong or corrupted file, manifest
-that contradicts the configuration) fails in `load_lifter`, not on the first frame.
+that contradicts itself, its graph or the configuration) fails in `load_lifter`, not on the
+first frame. The contract it reads (names, shapes, manifest checks) is contract.py's.
 """
 from __future__ import annotations
 
@@ -20,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from . import export
-from .export import INPUT_NAMES, OUTPUT_NAMES, ManifestError
+from . import contract
+from .camera import guess_intrinsics
+from .contract import OUTPUT_NAMES, ManifestError
 from .skeleton import NUM_JOINTS
 from .threads import configure_ort_session, configure_torch
 
@@ -34,7 +41,7 @@ class BackendError(RuntimeError):
     """A backend cannot be used: not installed, no device, or its model file does not load."""
 
 
-# --- backends: run(keypoints_px, mask, image_wh, noise) -> (pose3d_m, spread_m), numpy float32 --
+# --- backends: run(keypoints_px, mask, calibration, noise) -> (pose3d_m, spread_m), numpy --
 
 
 class TorchBackend:
@@ -79,9 +86,9 @@ class TorchBackend:
         self._graphs[persons] = entry
         return entry
 
-    def run(self, keypoints_px, mask, image_wh, noise):
+    def run(self, keypoints_px, mask, calibration, noise):
         torch = self.torch
-        arrays = (keypoints_px, mask, image_wh, noise)
+        arrays = (keypoints_px, mask, calibration, noise)
         if self.cuda_graphs:
             persons = keypoints_px.shape[0]
             graph, static_in, static_out = self._graphs.get(persons) or self._capture(persons, arrays)
@@ -113,38 +120,50 @@ def onnxruntime_providers(device: str = "cpu") -> list:
     return chosen + ["CPUExecutionProvider"]
 
 
+def session_options(ort, intra_op_threads: int | None = None):
+    """The ONNX Runtime SessionOptions of the lifter: full graph optimisation, sequential
+    execution, threads and spinning by the one thread policy (diffhpe_models/threads.py)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    configure_ort_session(options, intra_op_threads)
+    return options
+
+
 class OnnxRuntimeBackend:
     """ONNX Runtime on the exported graph. Threads and spinning follow diffhpe_models/threads.py
-    (`intra_op_threads` None: its default, 1; 0: one per core)."""
+    (`intra_op_threads` None: its default, 1; 0: one per core).
+
+    The graph is checked against its manifest at load (inputs, shapes, and the contract fields
+    stored in the graph's metadata: window, hypotheses, fps, sampler, input normalisation...):
+    a file whose manifest disagrees with its graph raises ManifestError here."""
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | os.PathLike, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None):
+    def __init__(self, onnx_path: str | os.PathLike, manifest: dict[str, Any],
+                 providers: list[str] | None = None, intra_op_threads: int | None = None):
         try:
             import onnxruntime as ort
         except ImportError as e:
             raise BackendError(f"onnxruntime backend: onnxruntime is not installed ({e})") from None
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        configure_ort_session(options, intra_op_threads)
         providers = providers or ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+            self.session = ort.InferenceSession(str(onnx_path), session_options(ort, intra_op_threads),
+                                                providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise BackendError(f"{onnx_path}: onnxruntime could not load the graph: {e}") from None
-        names = [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
-        if names != (list(INPUT_NAMES), list(OUTPUT_NAMES)):
-            raise BackendError(f"{onnx_path}: graph inputs/outputs are {names}, expected "
-                               f"{list(INPUT_NAMES)} / {list(OUTPUT_NAMES)}")
+        contract.check_graph(
+            manifest, {i.name: i.shape for i in self.session.get_inputs()},
+            {o.name: o.shape for o in self.session.get_outputs()},
+            self.session.get_modelmeta().custom_metadata_map, str(onnx_path))
+        self.input_names = contract.input_names(manifest["input_normalisation"])
         self.providers = self.session.get_providers()
         self.max_persons = None
         if self.providers[0] != "CPUExecutionProvider":
             self.name = f"onnxruntime-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
 
-    def run(self, keypoints_px, mask, image_wh, noise):
-        feeds = dict(zip(INPUT_NAMES, (keypoints_px, mask, image_wh, noise)))
+    def run(self, keypoints_px, mask, calibration, noise):
+        feeds = dict(zip(self.input_names, (keypoints_px, mask, calibration, noise)))
         return tuple(self.session.run(OUTPUT_NAMES, feeds))
 
 
@@ -165,7 +184,7 @@ class TensorRTBackend:
         import torch
 
         self.torch = torch
-        self.trt = trt or export.import_tensorrt()
+        self.trt = trt or contract.import_tensorrt()
         if self.trt is None:
             raise BackendError("tensorrt backend: TensorRT is not installed (`import tensorrt` "
                                "failed)")
@@ -179,21 +198,23 @@ class TensorRTBackend:
             raise BackendError(f"{engine_path}: TensorRT could not deserialize the engine")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         modes = {n: self.engine.get_tensor_mode(n) for n in names}
-        inputs = sorted(n for n in names if modes[n] == trt.TensorIOMode.INPUT)
-        outputs = sorted(n for n in names if modes[n] == trt.TensorIOMode.OUTPUT)
-        if inputs != sorted(INPUT_NAMES) or outputs != sorted(OUTPUT_NAMES):
-            raise BackendError(f"{engine_path}: engine tensors are inputs {inputs}, outputs "
-                               f"{outputs}; expected {sorted(INPUT_NAMES)}, {sorted(OUTPUT_NAMES)}")
-        window, hypotheses = manifest["window"], manifest["hypotheses"]
+        dims = {n: tuple(self.engine.get_tensor_shape(n)) for n in names}  # axis 0: -1
+        # An engine has no metadata: its tensors' names and shapes are what can be checked.
+        contract.check_graph(manifest, {n: d for n, d in dims.items()
+                                        if modes[n] == trt.TensorIOMode.INPUT},
+                             {n: d for n, d in dims.items() if modes[n] == trt.TensorIOMode.OUTPUT},
+                             None, str(engine_path))
+        self.input_names = contract.input_names(manifest["input_normalisation"])
         # The profile's max persons (TensorRT stores min/opt/max per input) sizes the buffers.
         self.max_persons = min(int(self.engine.get_tensor_profile_shape(n, 0)[2][0])
-                               for n in INPUT_NAMES)
-        shapes = export.io_shapes(window, hypotheses, self.max_persons)
+                               for n in self.input_names)
+        shapes = contract.io_shapes(manifest["window"], manifest["hypotheses"],
+                                    manifest["input_normalisation"], self.max_persons)
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise BackendError(f"{engine_path}: TensorRT could not create an execution context")
         self.device_buffers = {n: torch.empty(shapes[n], dtype=torch.float32, device=self.device)
-                               for n in (*INPUT_NAMES, *OUTPUT_NAMES)}
+                               for n in (*self.input_names, *OUTPUT_NAMES)}
         pin = self.device.type == "cuda"
         self.host_outputs = {n: torch.empty(shapes[n], dtype=torch.float32, pin_memory=pin)
                              for n in OUTPUT_NAMES}
@@ -202,13 +223,13 @@ class TensorRTBackend:
                 raise BackendError(f"{engine_path}: TensorRT refused the address of tensor {n}")
         self._persons = None
 
-    def run(self, keypoints_px, mask, image_wh, noise):
+    def run(self, keypoints_px, mask, calibration, noise):
         torch = self.torch
         persons = keypoints_px.shape[0]
         if persons > self.max_persons:
             raise ValueError(f"tensorrt backend: {persons} persons, the engine was built for at "
                              f"most {self.max_persons}")
-        arrays = dict(zip(INPUT_NAMES, (keypoints_px, mask, image_wh, noise)))
+        arrays = dict(zip(self.input_names, (keypoints_px, mask, calibration, noise)))
         for n, a in arrays.items():
             self.device_buffers[n][:persons].copy_(torch.from_numpy(a))
         if persons != self._persons:
@@ -231,12 +252,15 @@ class TensorRTBackend:
 
 
 class Lifter:
-    """`lift(keypoints_px, mask, image_wh) -> (pose3d_m, spread_m)` over one backend.
+    """`lift(keypoints_px, mask, image_wh, intrinsics=None) -> (pose3d_m, spread_m)` over one
+    backend.
 
     Attributes: `window` (L), `fps`, `hypotheses` (H), `steps`, `mode` ('causal' | 'centred'),
-    `backend_name`, `manifest` (the settings of the model file). Noise: a numpy Generator seeded
-    with `seed`; with `fixed_noise=True` the same noise is used for every call (the output is then
-    a deterministic function of the input, which removes sampling jitter between frames).
+    `input_normalisation` ('screen' | 'rays'), `sampler_settings` (dict: sampler, steps,
+    hypotheses, eta, aggregation: what the graph runs, for logs and diagnostics), `backend_name`,
+    `manifest` (the model file's). Noise: a numpy Generator seeded with `seed`; with
+    `fixed_noise=True` the same noise is used for every call (the output is then a deterministic
+    function of the input, which removes sampling jitter between frames).
     """
 
     def __init__(self, backend, manifest: dict[str, Any], seed: int = 0, max_persons: int = 16,
@@ -248,8 +272,13 @@ class Lifter:
         self.steps = int(manifest["steps"])
         self.fps = float(manifest["fps"])
         self.mode = manifest["window_mode"]
+        self.input_normalisation = manifest["input_normalisation"]
+        self.guess_hfov_deg = manifest.get("intrinsics_guess_hfov_deg")
+        self.sampler_settings = {k: manifest[k] for k in
+                                 ("sampler", "steps", "hypotheses", "eta", "aggregation")}
         self.backend_name = backend.name
         self.fixed_noise = fixed_noise
+        self._guess_logged = False
         self._rng = np.random.default_rng(seed)
         if backend.max_persons is not None:
             max_persons = backend.max_persons
@@ -283,14 +312,47 @@ class Lifter:
                              "with mask 0)")
         return keypoints_px, mask, np.ascontiguousarray(image_wh)
 
-    def lift(self, keypoints_px, mask, image_wh, noise_slots=None) -> tuple[np.ndarray, np.ndarray]:
+    def _intrinsics(self, intrinsics, persons: int) -> np.ndarray:
+        k = np.asarray(intrinsics, dtype=np.float32)
+        if k.shape == (4,):
+            k = np.broadcast_to(k, (persons, 4))
+        if k.shape != (persons, 4):
+            raise ValueError(f"intrinsics: expected shape ({persons}, 4) or (4,) = fx, fy, cx, cy "
+                             f"pixels, got {k.shape}")
+        if not np.isfinite(k).all() or not (k[:, :2] > 0).all():
+            raise ValueError(f"intrinsics: fx, fy must be positive and all values finite, got "
+                             f"{k[:4].tolist()}")
+        return np.ascontiguousarray(k)
+
+    def calibration(self, image_wh: np.ndarray, intrinsics=None) -> np.ndarray:
+        """The calibration input of this model's graph for checked `image_wh` (P, 2): the image
+        size ("screen"), or the intrinsics (P, 4) ("rays"): the given ones, else the guess from
+        the image size with the manifest's field of view (camera.guess_intrinsics)."""
+        persons = image_wh.shape[0]
+        k = None if intrinsics is None else self._intrinsics(intrinsics, persons)
+        if self.input_normalisation == "screen":
+            return image_wh  # a screen model normalises by the image size: K is not used
+        if k is not None:
+            return k
+        if not self._guess_logged:
+            log.info("no camera intrinsics given: guessing them from the image size with a %g "
+                     "degree horizontal field of view (the model's manifest)", self.guess_hfov_deg)
+            self._guess_logged = True
+        return guess_intrinsics(image_wh, self.guess_hfov_deg).astype(np.float32)
+
+    def lift(self, keypoints_px, mask, image_wh, noise_slots=None,
+             intrinsics=None) -> tuple[np.ndarray, np.ndarray]:
         """Lift P persons' windows: (P, L, 17, 2) px, (P, L, 17), (P, 2) px -> (P, L, 17, 3) m,
         (P, L, 17) m. P may be 0.
 
         noise_slots: optional (P,) ints in [0, max_persons): which row of the fixed noise each
         person uses. A tracker passes a per-track slot so that, with `fixed_noise`, a person's
-        noise (and so its output for the same input) does not change when others come or go."""
+        noise (and so its output for the same input) does not change when others come or go.
+        intrinsics: optional (P, 4) or (4,) fx, fy, cx, cy pixels of the camera (e.g. from
+        camera_info). A "rays" model uses them, or without them the documented guess from
+        `image_wh`; a "screen" model checks and ignores them."""
         keypoints_px, mask, image_wh = self._check(keypoints_px, mask, image_wh)
+        calibration = self.calibration(image_wh, intrinsics)
         if noise_slots is not None:
             noise_slots = np.asarray(noise_slots)
             if (noise_slots.shape != (keypoints_px.shape[0],) or noise_slots.dtype.kind not in "iu"
@@ -315,24 +377,24 @@ class Lifter:
             self._rng.standard_normal(out=noise, dtype=np.float32)
         elif noise_slots is not None:
             noise = self._noise[noise_slots]
-        return self.backend.run(keypoints_px, mask, image_wh, noise)
+        return self.backend.run(keypoints_px, mask, calibration, noise)
 
 
 # --- loading ------------------------------------------------------------------------------
 
 
-def _checkpoint_manifest(path: Path, steps, hypotheses, aggregation) -> tuple[Any, dict]:
-    """Build the pipeline of a checkpoint, and its manifest-like settings."""
-    from .checkpoint import load_checkpoint
+def _checkpoint_manifest(path: Path, settings: dict[str, Any]) -> tuple[Any, dict]:
+    """Build the pipeline of a checkpoint with sampler overrides, and its manifest-like fields
+    (what it runs, as an export would record it)."""
+    from .checkpoint import checkpoint_fps, load_checkpoint
     from .lifter import LiftingPipeline
 
     try:
         model, config, extra = load_checkpoint(path)
-        pipeline = LiftingPipeline(model, config, steps=steps, hypotheses=hypotheses,
-                                   aggregation=aggregation)
+        pipeline = LiftingPipeline(model, config, **settings)
     except Exception as e:  # CheckpointError, ConfigError (bad steps/hypotheses), ...
         raise BackendError(f"{path}: cannot build the lifter: {e}") from e
-    return pipeline, export.pipeline_settings(pipeline, config, export.checkpoint_fps(extra))
+    return pipeline, contract.describe_pipeline(pipeline, checkpoint_fps(extra))
 
 
 def _cuda_available() -> bool:
@@ -345,15 +407,15 @@ def _cuda_available() -> bool:
 
 def _load_engine(path: Path, expected, device: str, rebuild: bool, trt) -> TensorRTBackend:
     """Check an engine's manifest against this machine; rebuild from the ONNX beside it if asked."""
-    manifest = export.read_manifest(path)
-    if manifest.get("format") != export.ENGINE_MANIFEST_FORMAT:
+    manifest = contract.read_manifest(path)
+    if manifest.get("format") != contract.ENGINE_MANIFEST_FORMAT:
         raise ManifestError(f"{path}: manifest is not a TensorRT engine manifest")
-    export.check_expected(manifest, expected, str(path))
-    trt = trt or export.import_tensorrt()
+    contract.check_expected(manifest, expected, str(path))
+    trt = trt or contract.import_tensorrt()
     if trt is None:
         raise BackendError("tensorrt backend: TensorRT is not installed (`import tensorrt` failed)")
     # On a stand-in device (tests) the device string plays the GPU name.
-    gpu = export.gpu_name() if device.startswith("cuda") else device
+    gpu = contract.gpu_name() if device.startswith("cuda") else device
     here = {"tensorrt_version": str(trt.__version__), "gpu": gpu}
     stale = [f"{k}: engine built for {manifest.get(k)!r}, this machine has {v!r}"
              for k, v in here.items() if manifest.get(k) != v]
@@ -364,8 +426,10 @@ def _load_engine(path: Path, expected, device: str, rebuild: bool, trt) -> Tenso
                                 "and TensorRT version):\n  " + "\n  ".join(stale)
                                 + f"\nRebuild it: {manifest.get('trtexec_equivalent', '')}")
         log.warning("%s: %s; rebuilding from %s", path, "; ".join(stale), onnx_path)
-        lo, opt, hi = manifest.get("persons_profile", [export.MIN_PERSONS, export.OPT_PERSONS,
-                                                       export.MAX_PERSONS])
+        from . import export  # the engine builder (onnx, TensorRT) only when rebuilding
+
+        lo, opt, hi = manifest.get("persons_profile", [contract.MIN_PERSONS, contract.OPT_PERSONS,
+                                                       contract.MAX_PERSONS])
         manifest = export.build_tensorrt_engine(
             onnx_path, fp16=manifest.get("precision") == "fp16", engine_path=path, min_persons=lo,
             opt_persons=opt, max_persons=hi, trt=trt, device_name=here["gpu"]).manifest
@@ -375,7 +439,8 @@ def _load_engine(path: Path, expected, device: str, rebuild: bool, trt) -> Tenso
 def load_lifter(path: str | os.PathLike, backend: str = "auto",
                 expected: dict[str, Any] | None = None, device: str = "cpu",
                 steps: int | None = None, hypotheses: int | None = None,
-                aggregation: str | None = None, seed: int = 0, max_persons: int = 16,
+                aggregation: str | None = None, sampler: str | None = None,
+                eta: float | None = None, seed: int = 0, max_persons: int = 16,
                 intra_op_threads: int | None = None, cuda_graphs: bool = False,
                 fixed_noise: bool = False, rebuild_engine: bool = False, trt=None) -> Lifter:
     """Load a lifter from a `.pt` checkpoint (torch backend), an exported `.onnx` graph, or a
@@ -385,8 +450,10 @@ def load_lifter(path: str | os.PathLike, backend: str = "auto",
     a matching engine lies beside it and TensorRT and a GPU are here, else onnxruntime (with its
     CUDA/TensorRT providers when `device` is cuda and they exist); a .pt -> torch.
     expected: manifest fields the file must have (e.g. {'window': 27, 'window_mode': 'causal'});
-    a mismatch raises ManifestError. steps/hypotheses/aggregation apply to checkpoints only (an
-    exported graph has them fixed; give them in `expected` to check them).
+    a mismatch raises ManifestError, and so does a manifest that disagrees with its graph.
+    steps/hypotheses/aggregation/sampler/eta apply to checkpoints only
+    (sampler.SamplerSettings.from_config); an exported graph has them fixed (give them in
+    `expected` to check them).
     Raises BackendError / ManifestError / FileNotFoundError at load time, never later.
     """
     path = Path(path)
@@ -403,8 +470,11 @@ def load_lifter(path: str | os.PathLike, backend: str = "auto",
         if backend not in ("auto", "torch"):
             raise BackendError(f"{path}: a checkpoint runs on the torch backend only; export it "
                                f"(training/export.py) to use {backend}")
-        pipeline, manifest = _checkpoint_manifest(path, steps, hypotheses, aggregation)
-        export.check_expected(manifest, expected, str(path))
+        overrides = {k: v for k, v in dict(steps=steps, hypotheses=hypotheses,
+                                           aggregation=aggregation, sampler=sampler,
+                                           eta=eta).items() if v is not None}
+        pipeline, manifest = _checkpoint_manifest(path, overrides)
+        contract.check_expected(manifest, expected, str(path))
         if backend == "auto":
             log.info("lifter backend: torch (a .pt checkpoint runs on torch only)")
         runner = TorchBackend(pipeline, device=device, cuda_graphs=cuda_graphs,
@@ -421,10 +491,14 @@ def load_lifter(path: str | os.PathLike, backend: str = "auto",
             log.info("lifter backend: tensorrt (an engine file was given)")
         return Lifter(runner, manifest, **lifter_options)
 
-    manifest = export.read_manifest(path)
-    if manifest.get("format") != export.MANIFEST_FORMAT:
+    if any(v is not None for v in (steps, hypotheses, aggregation, sampler, eta)):
+        raise BackendError(f"{path}: sampler settings are fixed in an exported graph; re-export "
+                           "the checkpoint with them (training/export.py), or check them with "
+                           "`expected`")
+    manifest = contract.read_manifest(path)
+    if manifest.get("format") != contract.MANIFEST_FORMAT:
         raise ManifestError(f"{path}: manifest is not an ONNX export manifest")
-    export.check_expected(manifest, expected, str(path))
+    contract.check_expected(manifest, expected, str(path))
     if backend in ("auto", "tensorrt"):
         reason = _tensorrt_unusable(path, device, trt)
         if reason is None:
@@ -436,15 +510,15 @@ def load_lifter(path: str | os.PathLike, backend: str = "auto",
             raise BackendError(f"{path}: tensorrt backend unusable: {reason}")
         log.info("lifter backend: onnxruntime (tensorrt unusable: %s)", reason)
     providers = onnxruntime_providers(device)
-    runner = OnnxRuntimeBackend(path, providers, intra_op_threads)
+    runner = OnnxRuntimeBackend(path, manifest, providers, intra_op_threads)
     return Lifter(runner, manifest, **lifter_options)
 
 
 def _engine_beside(onnx_path: Path) -> Path | None:
     """The engine built from this graph, FP16 preferred, if one lies beside it."""
     for fp16 in (True, False):
-        engine = export.engine_path_for(onnx_path, fp16)
-        if engine.is_file() and export.manifest_path(engine).is_file():
+        engine = contract.engine_path_for(onnx_path, fp16)
+        if engine.is_file() and contract.manifest_path(engine).is_file():
             return engine
     return None
 
@@ -453,7 +527,7 @@ def _tensorrt_unusable(onnx_path: Path, device: str, trt) -> str | None:
     """Why TensorRT cannot run this graph here, or None if it can."""
     if not device.startswith("cuda"):
         return f"device is {device!r}"
-    if (trt or export.import_tensorrt()) is None:
+    if (trt or contract.import_tensorrt()) is None:
         return "TensorRT is not installed"
     if not _cuda_available():
         return "no CUDA GPU"

@@ -81,3 +81,19 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx"
     return export_checkpoint(tiny_checkpoint, out).path
+
+
+@pytest.fixture(scope="session")
+def tiny_rays_checkpoint(tmp_path_factory) -> Path:
+    """`tiny_checkpoint`'s model with camera-aware input (data.input_normalisation "rays")."""
+    config = {**TINY_CONFIG, "data": {**TINY_CONFIG["data"], "input_normalisation": "rays"}}
+    return make_untrained_checkpoint(tmp_path_factory.mktemp("tiny_rays") / "rays.pt", config)
+
+
+@pytest.fixture(scope="session")
+def tiny_rays_onnx(tiny_rays_checkpoint, tmp_path_factory) -> Path:
+    """The ONNX export of `tiny_rays_checkpoint` (its graph takes `intrinsics`)."""
+    from diffhpe_models.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny_rays_onnx") / "rays.onnx"
+    return export_checkpoint(tiny_rays_checkpoint, out).path

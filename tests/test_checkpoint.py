@@ -67,11 +67,21 @@ def test_build_pipeline_overrides(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", _random_model(config), config)
     pipe = build_pipeline(path, steps=5, hypotheses=2, aggregation="median")
     assert pipe.sampler.steps == 5 and pipe.hypotheses == 2
-    assert pipe.diffusion.aggregation == "median"
+    assert pipe.settings.aggregation == "median" and pipe.settings.sampler == "ddim"
     pose, spread = pipe(*_inputs(2))
     assert pose.shape == (2, 9, 17, 3)
     with pytest.raises(ValueError, match="noise must be"):
         pipe(*_inputs(3))
+
+
+def test_checkpoint_records_the_normalisation_of_its_config(tmp_path):
+    data = {**SMALL, "data": {**SMALL["data"], "input_normalisation": "rays"}}
+    config = from_dict({**data, "model": {**SMALL["model"], "variant": "diffhpe_2d"}})
+    path = save_checkpoint(tmp_path / "rays.pt", _random_model(config), config)
+    _, loaded, extra = load_checkpoint(path)
+    assert loaded.data.input_normalisation == "rays"
+    assert extra["normalisation"] == "u_n = (u - cx) / fx, v_n = (v - cy) / fy"
+    assert build_pipeline(path).input_names[2] == "intrinsics"
 
 
 def test_refusals(tmp_path):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from diffhpe_models import evaluation as ev
@@ -143,8 +144,7 @@ def test_evaluation_equals_direct_computation_whatever_the_batch(dataset_file, c
     for name, model in models.items():
         noise = np.random.default_rng(7).standard_normal(
             (len(indices), model.hypotheses, WINDOW, 17, 3), dtype=np.float32)
-        pred, _ = ev.lift(model, batch["keypoints_px"], batch["mask"], batch["image_wh"], noise,
-                          "cpu")
+        pred, _ = ev.lift(model, batch, noise, "cpu")
         t = WINDOW - 1
         assert got[name]["mpjpe_mm"] == pytest.approx(
             metrics.mpjpe(pred[:, t], batch["pose3d_m"][:, t]), rel=1e-5)
@@ -155,6 +155,25 @@ def test_evaluation_equals_direct_computation_whatever_the_batch(dataset_file, c
     other = ev.evaluate_windows(models, windows, indices, "causal", "cpu", batch_size=5, seed=8)
     assert other["mixste"] == got["mixste"]
     assert other["diffhpe_wrapper"]["mpjpe_mm"] != got["diffhpe_wrapper"]["mpjpe_mm"]
+
+
+def test_a_rays_model_is_fed_the_windows_camera(dataset_file, tmp_path):
+    """A camera-aware checkpoint gets each window's intrinsics (`camera`), a screen one its image
+    size: the same `lift` call serves both."""
+    config = small_config("diffhpe_2d")
+    config["data"]["input_normalisation"] = "rays"
+    path = make_untrained_checkpoint(tmp_path / "rays.pt", config)
+    model = ev.load_model("rays", path, "cpu")
+    windows = ev.make_windows(ev.split_sequences(dataset_file, "test"),
+                              ev.WindowProtocol.of([model]), "causal", "none", seed=1)
+    batch = ev._stack([windows[i] for i in range(4)])
+    noise = np.random.default_rng(0).standard_normal((4, 3, WINDOW, 17, 3), dtype=np.float32)
+    pose, _ = ev.lift(model, batch, noise, "cpu")
+    with torch.inference_mode():
+        want, _ = model.pipeline(*(torch.from_numpy(np.asarray(a, np.float32)) for a in
+                                   (batch["keypoints_px"], batch["mask"], batch["camera"], noise)))
+    np.testing.assert_allclose(pose, want.numpy(), atol=1e-6)
+    assert batch["camera"].shape == (4, 4)
 
 
 def test_bad_inputs_name_the_problem(dataset_file, checkpoints, tmp_path):

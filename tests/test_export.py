@@ -14,10 +14,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from diffhpe_models import export, tensorrt_ops
-from diffhpe_models.export import (INPUT_NAMES, OUTPUT_NAMES, ExportError, ManifestError,
-                                   example_inputs, read_manifest, tensorrt_graph_problems)
+from diffhpe_models import contract, export, tensorrt_ops
+from diffhpe_models.contract import OUTPUT_NAMES, ManifestError, input_names, read_manifest
+from diffhpe_models.export import ExportError, example_inputs, tensorrt_graph_problems
 from diffhpe_models.lifter import build_pipeline
+
+INPUT_NAMES = input_names("screen")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +46,10 @@ def test_operator_list_is_the_86_table():
 def test_exported_graph_is_tensorrt_86_compatible(tiny_onnx):
     model = onnx.load(tiny_onnx)
     assert tensorrt_graph_problems(model) == []
-    assert export.interface_problems(model, 27, 3) == []
+    assert export.interface_problems(model, 27, 3, "screen") == []
+    assert export.interface_problems(model, 27, 3, "rays") == [
+        "inputs are ['keypoints_px', 'mask', 'image_wh', 'noise'], expected "
+        "['keypoints_px', 'mask', 'intrinsics', 'noise']"]
     # Walk the graph explicitly too: op list, opset, no control flow, only axis 0 dynamic.
     assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
     ops = {n.op_type for n in model.graph.node}
@@ -157,6 +162,11 @@ def test_checker_flags_each_kind_of_problem():
                for p in tensorrt_graph_problems(computed_axes))
 
 
+def _feeds(persons, seed):
+    """Inputs of a "screen" graph (example_inputs holds both calibrations)."""
+    return {n: v for n, v in example_inputs(27, 3, persons, seed).items() if n in INPUT_NAMES}
+
+
 def test_parity_onnxruntime_equals_pytorch(tiny_checkpoint, tiny_onnx):
     import onnxruntime as ort
 
@@ -164,7 +174,7 @@ def test_parity_onnxruntime_equals_pytorch(tiny_checkpoint, tiny_onnx):
     session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
     outputs = []
     for persons, seed in ((1, 0), (5, 1), (2, 2)):
-        feeds = example_inputs(27, 3, persons=persons, seed=seed)
+        feeds = _feeds(persons, seed)
         got = session.run(list(OUTPUT_NAMES), feeds)
         with torch.inference_mode():
             want = [t.numpy() for t in pipeline(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))]
@@ -173,11 +183,11 @@ def test_parity_onnxruntime_equals_pytorch(tiny_checkpoint, tiny_onnx):
             assert np.abs(g - w).max() < 1e-4
         outputs.append(got)
     # Not vacuous: the output depends on the 2D input and on the noise.
-    feeds = example_inputs(27, 3, persons=2, seed=2)
+    feeds = _feeds(2, 2)
     feeds["keypoints_px"] = feeds["keypoints_px"] * 1.3
     moved = session.run(list(OUTPUT_NAMES), feeds)
     assert np.abs(moved[0] - outputs[2][0]).max() > 1e-3
-    feeds = example_inputs(27, 3, persons=2, seed=2)
+    feeds = _feeds(2, 2)
     feeds["noise"] = np.random.default_rng(9).standard_normal(feeds["noise"].shape, dtype=np.float32)
     renoised = session.run(list(OUTPUT_NAMES), feeds)
     assert np.abs(renoised[1] - outputs[2][1]).max() > 1e-4
@@ -190,16 +200,72 @@ def test_parity_onnxruntime_equals_pytorch(tiny_checkpoint, tiny_onnx):
 
 def test_manifest_describes_the_export(tiny_checkpoint, tiny_onnx):
     m = read_manifest(tiny_onnx)
-    assert m["format"] == export.MANIFEST_FORMAT
+    assert m["format"] == contract.MANIFEST_FORMAT
     assert (m["variant"], m["steps"], m["hypotheses"], m["window"]) == ("diffhpe_wrapper", 2, 3, 27)
     assert (m["window_mode"], m["fps"], m["opset"], m["aggregation"]) == ("causal", 30.0, 17, "mean")
+    assert (m["sampler"], m["eta"]) == ("ddim", 0.0)
     assert m["joints"][0] == "pelvis" and len(m["joints"]) == 17
+    assert list(m["inputs"]) == ["keypoints_px", "mask", "image_wh", "noise"]
     assert m["inputs"]["noise"] == ["persons", 3, 27, 17, 3]
-    assert m["sha256"] == export.sha256_file(tiny_onnx)
-    assert m["source"]["checkpoint_sha256"] == export.sha256_file(tiny_checkpoint)
+    assert m["sha256"] == contract.sha256_file(tiny_onnx)
+    assert m["source"]["checkpoint_sha256"] == contract.sha256_file(tiny_checkpoint)
     assert {"torch", "onnx", "onnxruntime"} <= set(m["exporter"])
     assert m["parity_max_abs_diff_m"] < 1e-4
-    assert "u / w" in m["normalisation"]
+    assert m["input_normalisation"] == "screen" and "u / w" in m["normalisation"]
+    assert m["intrinsics_guess_hfov_deg"] is None  # a screen model never uses intrinsics
+    # The graph carries the same contract fields (checked against the manifest at load).
+    meta = {p.key: p.value for p in onnx.load(tiny_onnx).metadata_props}
+    assert json.loads(meta[contract.GRAPH_METADATA_KEY]) == {k: m[k] for k in contract.CONTRACT_FIELDS}
+
+
+def test_rays_export_takes_intrinsics_and_records_the_guess(tiny_rays_checkpoint, tiny_rays_onnx):
+    import onnxruntime as ort
+
+    m = read_manifest(tiny_rays_onnx)
+    assert m["input_normalisation"] == "rays" and "(u - cx) / fx" in m["normalisation"]
+    assert list(m["inputs"]) == ["keypoints_px", "mask", "intrinsics", "noise"]
+    assert m["inputs"]["intrinsics"] == ["persons", 4]
+    assert m["intrinsics_guess_hfov_deg"] == 65.0
+    model = onnx.load(tiny_rays_onnx)
+    assert tensorrt_graph_problems(model) == []
+    assert export.interface_problems(model, 27, 3, "rays") == []
+    # Parity with PyTorch, and the graph really reads the intrinsics.
+    pipeline = build_pipeline(tiny_rays_checkpoint)
+    session = ort.InferenceSession(str(tiny_rays_onnx), providers=["CPUExecutionProvider"])
+    feeds = {n: v for n, v in example_inputs(27, 3, persons=2).items()
+             if n in pipeline.input_names}
+    got = session.run(list(OUTPUT_NAMES), feeds)
+    with torch.inference_mode():
+        want = pipeline(*(torch.from_numpy(feeds[n]) for n in pipeline.input_names))
+    assert max(np.abs(g - w.numpy()).max() for g, w in zip(got, want)) < 1e-4
+    feeds["intrinsics"] = feeds["intrinsics"] * np.float32([1.5, 1.5, 1.0, 1.0])
+    assert np.abs(session.run(["pose3d_m"], feeds)[0] - got[0]).max() > 1e-3
+
+
+def test_manifest_records_what_the_sampler_runs(tiny_checkpoint, tmp_path):
+    """The manifest is written from the pipeline's sampler (its settings object), not from the
+    config or the call's arguments: the two cannot differ."""
+    from diffhpe_models.checkpoint import load_checkpoint
+    from diffhpe_models.lifter import LiftingPipeline
+    from diffhpe_models.sampler import SamplerSettings
+
+    model, config, _ = load_checkpoint(tiny_checkpoint)
+    settings = SamplerSettings("ddim", 3, 2, 0.0, "median")
+    pipeline = LiftingPipeline(model, config, settings)
+    m = export.export_model(pipeline, tmp_path / "s3.onnx", fps=25.0).manifest
+    ran = pipeline.sampler
+    assert {k: m[k] for k in ("sampler", "steps", "hypotheses", "eta", "aggregation")} == \
+        ran.settings.as_dict()
+    assert (m["steps"], m["eta"]) == (len(ran.timesteps), ran.eta) == (3, 0.0)
+    assert m["hypotheses"] == pipeline.hypotheses == 2 and m["fps"] == 25.0
+    assert m["steps"] != config.diffusion.steps  # the config's default is not what ran
+    # The graph unrolls exactly those steps: one time embedding per denoiser call.
+    calls = []
+    pipeline.model.denoiser.register_forward_hook(lambda *a: calls.append(1))
+    with torch.inference_mode():
+        ex = example_inputs(27, 2, persons=1)
+        pipeline(*(torch.from_numpy(ex[n]) for n in pipeline.input_names))
+    assert len(calls) == m["steps"]
 
 
 def test_manifest_refuses_changed_files_and_mismatched_configs(tiny_onnx, tmp_path):
@@ -207,34 +273,45 @@ def test_manifest_refuses_changed_files_and_mismatched_configs(tiny_onnx, tmp_pa
     copy.write_bytes(tiny_onnx.read_bytes())
     with pytest.raises(ManifestError, match="manifest not found"):
         read_manifest(copy)
-    manifest = json.loads(export.manifest_path(tiny_onnx).read_text())
+    manifest = json.loads(contract.manifest_path(tiny_onnx).read_text())
     with pytest.raises(ManifestError, match="describes 'tiny.onnx'"):
-        export.manifest_path(copy).write_text(json.dumps(manifest))
+        contract.manifest_path(copy).write_text(json.dumps(manifest))
         read_manifest(copy)
     manifest["file"] = "copy.onnx"
-    export.manifest_path(copy).write_text(json.dumps(manifest))
+    contract.manifest_path(copy).write_text(json.dumps(manifest))
     assert read_manifest(copy)["sha256"] == manifest["sha256"]
     data = bytearray(copy.read_bytes())
     data[-10] ^= 0xFF
     copy.write_bytes(bytes(data))
     with pytest.raises(ManifestError, match="sha256 .* does not match"):
         read_manifest(copy)
-    export.manifest_path(copy).write_text("{not json")
+    contract.manifest_path(copy).write_text("{not json")
     with pytest.raises(ManifestError, match="unreadable manifest"):
         read_manifest(copy)
     with pytest.raises(ManifestError, match="window: file has 27, configuration wants 81"):
-        export.check_expected(manifest, {"window": 81, "steps": 2})
+        contract.check_expected(manifest, {"window": 81, "steps": 2})
+    # A manifest of the old format is refused with what to do.
+    manifest["format"] = "diffhpe-export-v1"
+    contract.manifest_path(copy).write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="re-export with training/export.py"):
+        read_manifest(copy, verify_checksum=False)
 
 
-def test_stochastic_sampler_is_refused_and_leaves_no_file(tiny_checkpoint, tmp_path):
+def test_stochastic_sampler_is_refused_clearly_and_leaves_no_file(tiny_checkpoint, tmp_path):
     from diffhpe_models.checkpoint import load_checkpoint
     from diffhpe_models.lifter import LiftingPipeline
 
     model, config, _ = load_checkpoint(tiny_checkpoint)
-    pipeline = LiftingPipeline(model, config, eta=0.5)
     out = tmp_path / "stochastic.onnx"
-    with pytest.raises(ExportError, match="eta = 0.5"):
-        export.export_model(pipeline, config, out, fps=30.0)
+    with pytest.raises(ExportError, match=r"sampler 'ddim' \(2 steps, eta = 0.5\) draws fresh noise"):
+        export.export_model(LiftingPipeline(model, config, eta=0.5), out, fps=30.0)
+    # DDPM: one message before tracing (not one graph error per random op), saying what to do.
+    with pytest.raises(ExportError) as info:
+        export.export_model(LiftingPipeline(model, config, sampler="ddpm"), out, fps=30.0)
+    message = str(info.value)
+    assert "sampler 'ddpm' (all 50 trained steps, eta = 1)" in message
+    assert "export a deterministic DDIM, sampler 'ddim' with eta = 0" in message
+    assert message.count("\n") == 0
     assert list(tmp_path.iterdir()) == []
 
 
@@ -287,7 +364,8 @@ def test_export_cli_writes_graph_and_manifest_and_explains_tensorrt(tiny_checkpo
     onnx_path = out.with_suffix(".onnx")
     manifest = read_manifest(onnx_path)
     assert (manifest["steps"], manifest["hypotheses"]) == (1, 2)
-    if export.import_tensorrt() is None or export.gpu_name() is None:
+    assert "graph takes keypoints_px, mask, image_wh, noise" in result.stdout
+    if contract.import_tensorrt() is None or contract.gpu_name() is None:
         assert "trtexec --onnx=" in result.stdout and "--fp16" in result.stdout
         assert "--minShapes=keypoints_px:1x27x17x2" in result.stdout
         assert "--maxShapes=keypoints_px:16x27x17x2" in result.stdout
@@ -298,6 +376,13 @@ def test_export_cli_writes_graph_and_manifest_and_explains_tensorrt(tiny_checkpo
         capture_output=True, text=True, timeout=180, env={**_env(), "OMP_NUM_THREADS": "1"})
     assert bad.returncode == 2 and "window 81" in bad.stderr
     assert not (tmp_path / "bad.onnx").exists()
+    # A sampler that cannot export: one clear line, exit 1, nothing written.
+    ddpm = subprocess.run(
+        [sys.executable, str(REPO / "training" / "export.py"), "--checkpoint", str(tiny_checkpoint),
+         "--sampler", "ddpm", "--out", str(tmp_path / "ddpm")],
+        capture_output=True, text=True, timeout=180, env={**_env(), "OMP_NUM_THREADS": "1"})
+    assert ddpm.returncode == 1 and "draws fresh noise at every step" in ddpm.stderr
+    assert not (tmp_path / "ddpm.onnx").exists()
 
 
 def _env():
@@ -315,4 +400,4 @@ def test_failed_export_keeps_the_existing_model(tiny_checkpoint, tmp_path, monke
         export.export_checkpoint(tiny_checkpoint, out)
     assert (out.read_bytes(), first.manifest_path.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lifter.onnx", "lifter.onnx.json"]
-    export.read_manifest(out)  # still a consistent pair
+    read_manifest(out)  # still a consistent pair

@@ -173,10 +173,53 @@ def test_pipeline_refuses_bad_shapes_and_settings():
         pipe(kp, mask, wh, noise)
     with pytest.raises(ValueError, match="mask must be"):
         pipe(kp, mask[:, :-1], wh, noise[:, :2])
-    with pytest.raises(ConfigError, match="diffusion.aggregation"):
+    with pytest.raises(ConfigError, match="aggregation must be one of"):
         LiftingPipeline(build_model(cfg), cfg, aggregation="best")
-    with pytest.raises(ConfigError, match="diffusion.steps"):
+    with pytest.raises(ConfigError, match="steps must be an int >= 1"):
         LiftingPipeline(build_model(cfg), cfg, steps=0)
+    with pytest.raises(ValueError, match=r"image_wh must be \(P, 2\) for a 'screen' model"):
+        pipe(kp, mask, torch.ones(1, 4), noise[:, :2])
+    mixste = from_dict({"model": {"variant": "mixste"}})
+    with pytest.raises(ConfigError, match="'mixste' model is deterministic"):
+        LiftingPipeline(build_model(mixste), mixste, steps=2)
+
+
+def test_pipeline_settings_are_what_the_sampler_runs():
+    """One source of truth: sampler="ddpm" runs (and reports) all T steps with eta 1."""
+    cfg = from_dict({"model": {"variant": "diffhpe_2d"},
+                     "diffusion": {"timesteps": 20, "steps": 2, "hypotheses": 2}})
+    pipe = LiftingPipeline(build_model(cfg), cfg, sampler="ddpm")
+    assert pipe.settings is pipe.sampler.settings
+    assert (pipe.settings.steps, pipe.settings.eta) == (20, 1.0)
+    assert len(pipe.sampler.timesteps) == 20 and pipe.sampler.eta == 1.0
+    assert cfg.diffusion.steps == 2                  # the checkpoint config is not rewritten
+    calls = []
+    denoiser = pipe.model.denoiser
+    denoiser.register_forward_hook(lambda *a: calls.append(1))
+    pipe(*_inputs(p=1, h=2))
+    assert len(calls) == 20
+
+
+def test_rays_pipeline_normalises_by_the_intrinsics():
+    """A "rays" model sees (u - cx) / fx: the same rays from two cameras give the same pose;
+    the image size is not an input."""
+    cfg = from_dict({"data": {"input_normalisation": "rays"}, "model": {"variant": "diffhpe_2d"},
+                     "diffusion": {"steps": 2, "hypotheses": 2}})
+    pipe = LiftingPipeline(_trained_like(build_model(cfg)), cfg)
+    assert pipe.input_names == ("keypoints_px", "mask", "intrinsics", "noise")
+    kp, mask, _, noise = _inputs(p=2, h=2)
+    k = torch.tensor([[500.0, 500.0, 320.0, 240.0]]).repeat(2, 1)
+    pose, _ = pipe(kp, mask, k, noise)
+    # Another camera (focal x2, shifted principal point) seeing the same rays.
+    k2 = torch.tensor([[1000.0, 1000.0, 700.0, 500.0]]).repeat(2, 1)
+    kp2 = (kp - k[:, None, None, 2:]) / k[:, None, None, :2] * k2[:, None, None, :2] + k2[:, None, None, 2:]
+    pose2, _ = pipe(kp2, mask, k2, noise)
+    assert torch.allclose(pose, pose2, atol=1e-5)
+    # Not vacuous: other intrinsics for the same pixels change the pose.
+    pose3, _ = pipe(kp, mask, k2, noise)
+    assert not torch.allclose(pose, pose3, atol=1e-3)
+    with pytest.raises(ValueError, match=r"intrinsics must be \(P, 4\) for a 'rays' model"):
+        pipe(kp, mask, torch.ones(2, 2), noise)
 
 
 def test_config_errors_name_the_field(tmp_path):
@@ -198,20 +241,23 @@ def test_config_errors_name_the_field(tmp_path):
         dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant="vit"))
 
 
-@pytest.mark.parametrize("variant,aggregation,steps", [
-    ("mixste", "mean", 1), ("diffhpe_2d", "median", 3), ("diffhpe_2d", "reproj", 1),
-    ("diffhpe_wrapper", "reproj", 2)])
-def test_pipeline_exports_to_onnx_opset17(tmp_path, variant, aggregation, steps):
+@pytest.mark.parametrize("variant,aggregation,steps,normalisation", [
+    ("mixste", "mean", 1, "screen"), ("diffhpe_2d", "median", 3, "screen"),
+    ("diffhpe_2d", "reproj", 1, "rays"), ("diffhpe_wrapper", "reproj", 2, "screen"),
+    ("diffhpe_wrapper", "mean", 1, "rays")])
+def test_pipeline_exports_to_onnx_opset17(tmp_path, variant, aggregation, steps, normalisation):
     """The whole pipeline traces into one ONNX graph (the project's exporter and checks: opset
     17, TensorRT op set, static shapes but persons) that onnxruntime runs like PyTorch."""
     from diffhpe_models.export import export_pipeline_onnx, onnx_parity
 
-    cfg = from_dict({"data": {"window": 9},
+    cfg = from_dict({"data": {"window": 9, "input_normalisation": normalisation},
                      "model": {"variant": variant, "mixste": {"embed_dim": 16, "depth": 1, "heads": 2},
                                "denoiser": {"channels": 16, "blocks": 2, "nonlocal_channels": 8,
                                             "time_embedding_dim": 16, "pose_embedding_dim": 8}},
                      "diffusion": {"steps": steps, "hypotheses": 4, "aggregation": aggregation}})
     pipe = LiftingPipeline(_trained_like(build_model(cfg)), cfg)
     path = tmp_path / "lifter.onnx"
-    export_pipeline_onnx(pipe, path, 9, pipe.hypotheses)
-    assert onnx_parity(pipe, path, 9, pipe.hypotheses) < 1e-4
+    model = export_pipeline_onnx(pipe, path)
+    assert [i.name for i in model.graph.input][2] == ("image_wh" if normalisation == "screen"
+                                                      else "intrinsics")
+    assert onnx_parity(pipe, path) < 1e-4

@@ -7,7 +7,9 @@ import torch
 from diffhpe_models.aggregation import aggregate, aggregate_median, reprojection_errors
 from diffhpe_models.camera import normalize_screen
 from diffhpe_models.diffusion import cosine_schedule
-from diffhpe_models.sampler import Sampler, ddim_sampler, ddpm_sampler, respaced_timesteps
+from diffhpe_models.config import ConfigError, from_dict
+from diffhpe_models.sampler import (Sampler, SamplerSettings, ddim_sampler, ddpm_sampler,
+                                    respaced_timesteps)
 
 S = cosine_schedule(50)
 
@@ -83,12 +85,55 @@ def test_ddpm_is_the_textbook_ancestral_sampler():
 
 
 def test_sampler_refuses_bad_settings():
-    with pytest.raises(ValueError, match="descending"):
-        Sampler(S, (3, 10))
-    with pytest.raises(ValueError, match="0..49"):
-        Sampler(S, (50, 3))
+    for bad, message in ((dict(sampler="dpm"), "sampler must be one of"),
+                         (dict(steps=0), "steps must be an int >= 1"),
+                         (dict(hypotheses=2.0), "hypotheses must be an int"),
+                         (dict(eta=1.5), r"eta must be in \[0, 1\]"),
+                         (dict(sampler="ddpm", steps=50, eta=0.0), "'ddpm' is ancestral"),
+                         (dict(aggregation="best"), "aggregation must be one of")):
+        with pytest.raises(ConfigError, match=message):
+            SamplerSettings(**bad)
+    with pytest.raises(ConfigError, match="steps must be in 1..50"):
+        Sampler(S, SamplerSettings(steps=51))
+    with pytest.raises(ConfigError, match="'ddpm' visits all 50 trained steps, got steps = 2"):
+        Sampler(S, SamplerSettings(sampler="ddpm", steps=2, eta=1.0))
     with pytest.raises(ValueError, match="prediction"):
-        Sampler(S, (49,), prediction="v")
+        Sampler(S, SamplerSettings(), prediction="v")
+    with pytest.raises(TypeError, match="SamplerSettings"):
+        Sampler(S, (49, 24))
+
+
+def test_the_sampler_owns_the_settings_it_runs():
+    settings = SamplerSettings("ddim", 3, 4, 0.5, "median")
+    sampler = Sampler(S, settings, "x0")
+    assert sampler.settings is settings
+    assert (sampler.steps, sampler.eta, sampler.timesteps) == (3, 0.5, (49, 32, 16))
+    assert settings.as_dict() == {"sampler": "ddim", "steps": 3, "hypotheses": 4, "eta": 0.5,
+                                  "aggregation": "median"}
+    assert not settings.deterministic and SamplerSettings().deterministic
+    with pytest.raises(Exception):       # frozen: one object, nobody edits it in place
+        settings.steps = 5
+    assert settings.replace(hypotheses=1).hypotheses == 1
+
+
+def test_ddpm_means_all_trained_steps_with_eta_1():
+    """`sampler="ddpm"` resolves to what it runs (all T steps, eta 1), never to the config's
+    DDIM steps; an explicit contradiction is refused, not ignored."""
+    diffusion = from_dict({"diffusion": {"steps": 2, "eta": 0.0, "hypotheses": 3}}).diffusion
+    ddpm = SamplerSettings.from_config(diffusion, sampler="ddpm")
+    assert ddpm.as_dict() == {"sampler": "ddpm", "steps": 50, "hypotheses": 3, "eta": 1.0,
+                              "aggregation": "reproj"}
+    assert Sampler(S, ddpm).timesteps == tuple(range(49, -1, -1))
+    with pytest.raises(ConfigError, match="'ddpm' runs all 50 trained steps with eta = 1; "
+                                          "steps = 2 contradicts it"):
+        SamplerSettings.from_config(diffusion, sampler="ddpm", steps=2)
+    with pytest.raises(ConfigError, match="eta = 0.0 contradicts it"):
+        SamplerSettings.from_config(diffusion, sampler="ddpm", eta=0.0)
+    assert SamplerSettings.from_config(diffusion, sampler="ddpm", steps=50).steps == 50
+    ddim = SamplerSettings.from_config(diffusion, steps=5, eta=0.2)
+    assert (ddim.sampler, ddim.steps, ddim.eta) == ("ddim", 5, 0.2)
+    with pytest.raises(ConfigError, match="steps must be in 1..50"):
+        SamplerSettings.from_config(diffusion, steps=60)
 
 
 # --- aggregation --------------------------------------------------------------------------

@@ -15,8 +15,9 @@ import json
 import numpy as np
 import pytest
 
-from diffhpe_models import export, tensorrt_ops
-from diffhpe_models.export import ManifestError, TensorRTUnavailable
+from diffhpe_models import contract, export, tensorrt_ops
+from diffhpe_models.contract import OUTPUT_NAMES, ManifestError
+from diffhpe_models.export import TensorRTUnavailable
 from diffhpe_models.runtime import BackendError, TensorRTBackend, load_lifter
 
 
@@ -136,9 +137,9 @@ class FakeTensorRTModule:
 
             def execute_async_v3(self, stream):
                 fake.calls["execute_async_v3"] += 1
-                feeds = {n: self._view(n, self.shapes[n]).copy() for n in export.INPUT_NAMES}
-                outs = self.engine.session.run(list(export.OUTPUT_NAMES), feeds)
-                for name, value in zip(export.OUTPUT_NAMES, outs):
+                feeds = {n: self._view(n, self.shapes[n]).copy() for n in self.engine.inputs}
+                outs = self.engine.session.run(list(OUTPUT_NAMES), feeds)
+                for name, value in zip(OUTPUT_NAMES, outs):
                     self._view(name, value.shape)[...] = value
                 return True
 
@@ -148,7 +149,12 @@ class FakeTensorRTModule:
 
                 self.profile = header["profile"]
                 self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-                self.names = [*export.INPUT_NAMES, *export.OUTPUT_NAMES]
+                # Like TensorRT: the graph's tensors, the dynamic axis reported as -1.
+                values = [*self.session.get_inputs(), *self.session.get_outputs()]
+                self.inputs = [i.name for i in self.session.get_inputs()]
+                self.names = [v.name for v in values]
+                self.shapes = {v.name: tuple(d if isinstance(d, int) else -1 for d in v.shape)
+                               for v in values}
 
             @property
             def num_io_tensors(self):
@@ -158,7 +164,10 @@ class FakeTensorRTModule:
                 return self.names[i]
 
             def get_tensor_mode(self, name):
-                return TensorIOMode.INPUT if name in export.INPUT_NAMES else TensorIOMode.OUTPUT
+                return TensorIOMode.INPUT if name in self.inputs else TensorIOMode.OUTPUT
+
+            def get_tensor_shape(self, name):
+                return self.shapes[name]
 
             def get_tensor_profile_shape(self, name, profile_index):
                 return tuple(tuple(s) for s in self.profile[name])
@@ -192,7 +201,7 @@ def engine(tiny_onnx, tmp_path):
     """An FP16 'engine' of the tiny graph built with the stand-in, next to a copy of the graph."""
     onnx_path = tmp_path / "tiny.onnx"
     onnx_path.write_bytes(tiny_onnx.read_bytes())
-    export.manifest_path(onnx_path).write_text(export.manifest_path(tiny_onnx).read_text())
+    contract.manifest_path(onnx_path).write_text(contract.manifest_path(tiny_onnx).read_text())
     trt = FakeTensorRTModule()
     result = export.build_tensorrt_engine(onnx_path, fp16=True, max_persons=6, trt=trt,
                                           device_name="cpu")
@@ -203,10 +212,10 @@ def test_build_writes_engine_and_manifest(engine):
     result, trt, onnx_path = engine
     assert result.path.name == "tiny.fp16.engine" and result.path.is_file()
     m = result.manifest
-    assert m["format"] == export.ENGINE_MANIFEST_FORMAT
+    assert m["format"] == contract.ENGINE_MANIFEST_FORMAT
     assert (m["precision"], m["tensorrt_version"], m["gpu"]) == ("fp16", "8.6.1", "cpu")
     assert m["persons_profile"] == [1, 4, 6]
-    assert m["onnx"] == {"file": "tiny.onnx", "sha256": export.sha256_file(onnx_path)}
+    assert m["onnx"] == {"file": "tiny.onnx", "sha256": contract.sha256_file(onnx_path)}
     assert (m["window"], m["hypotheses"], m["steps"]) == (27, 3, 2)
     assert "--fp16" in m["trtexec_equivalent"] and "--maxShapes=keypoints_px:6x27x17x2" in m["trtexec_equivalent"]
     header = json.loads(result.path.read_bytes().split(b"\n", 1)[0])
@@ -254,7 +263,7 @@ def test_engine_for_another_tensorrt_or_gpu_is_refused_or_rebuilt(engine):
     assert newer.calls["build_serialized_network"] == 1
     assert lifter.manifest["tensorrt_version"] == "10.3.0"
     assert lifter.manifest["persons_profile"] == [1, 4, 6]
-    assert export.read_manifest(result.path)["tensorrt_version"] == "10.3.0"
+    assert contract.read_manifest(result.path)["tensorrt_version"] == "10.3.0"
     assert lifter.lift(*_lift_inputs(2))[0].shape == (2, 27, 17, 3)
 
 
@@ -268,11 +277,46 @@ def test_corrupted_or_mismatched_engine_fails_at_load(engine):
     with pytest.raises(ManifestError, match="sha256"):
         load_lifter(result.path, backend="tensorrt", device="cpu", trt=trt)
     # Checksum right (manifest rewritten) but the engine unreadable: a load-time error.
-    manifest = json.loads(export.manifest_path(result.path).read_text())
-    manifest["sha256"] = export.sha256_file(result.path)
-    export.manifest_path(result.path).write_text(json.dumps(manifest))
+    manifest = json.loads(contract.manifest_path(result.path).read_text())
+    manifest["sha256"] = contract.sha256_file(result.path)
+    contract.manifest_path(result.path).write_text(json.dumps(manifest))
     with pytest.raises(BackendError, match="could not deserialize"):
         load_lifter(result.path, backend="tensorrt", device="cpu", trt=trt)
+
+
+def test_engine_whose_manifest_disagrees_with_its_tensors_is_refused(engine):
+    result, trt, _ = engine
+    manifest = json.loads(contract.manifest_path(result.path).read_text())
+    shapes = contract.io_shapes(27, 5, "screen")
+    manifest.update(hypotheses=5, inputs={n: list(shapes[n]) for n in contract.input_names("screen")})
+    contract.manifest_path(result.path).write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=r"input noise: graph shape \[-1, 3, 27, 17, 3\], "
+                                            r"manifest says \['persons', 5, 27, 17, 3\]"):
+        load_lifter(result.path, backend="tensorrt", device="cpu", trt=trt)
+
+
+def test_rays_engine_takes_intrinsics(tiny_rays_onnx, tmp_path):
+    onnx_path = tmp_path / "rays.onnx"
+    onnx_path.write_bytes(tiny_rays_onnx.read_bytes())
+    contract.manifest_path(onnx_path).write_text(contract.manifest_path(tiny_rays_onnx).read_text())
+    trt = FakeTensorRTModule()
+    result = export.build_tensorrt_engine(onnx_path, fp16=False, max_persons=4, trt=trt,
+                                          device_name="cpu")
+    assert "intrinsics:1x4" in result.manifest["trtexec_equivalent"]
+    assert result.manifest["input_normalisation"] == "rays"
+    lifter = load_lifter(result.path, backend="tensorrt", device="cpu", trt=trt, seed=2,
+                         fixed_noise=True)
+    reference = load_lifter(tiny_rays_onnx, backend="onnxruntime", seed=2, max_persons=4,
+                            fixed_noise=True)
+    assert set(lifter.backend.device_buffers) == {"keypoints_px", "mask", "intrinsics", "noise",
+                                                  "pose3d_m", "spread_m"}
+    kp, mask, wh = _lift_inputs(3)
+    k = np.array([500.0, 500.0, 320.0, 240.0], np.float32)
+    for intrinsics in (None, k):  # the guess, then given intrinsics
+        got = lifter.lift(kp, mask, wh, intrinsics=intrinsics)
+        want = reference.lift(kp, mask, wh, intrinsics=intrinsics)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=1e-5)
 
 
 def test_register_trtexec_engine(engine, tmp_path):
@@ -296,7 +340,7 @@ def test_auto_picks_tensorrt_only_when_usable(engine, caplog):
         load_lifter(onnx_path, backend="tensorrt", device="cpu", trt=trt)
 
 
-@pytest.mark.skipif(export.import_tensorrt() is not None, reason="TensorRT is installed here")
+@pytest.mark.skipif(contract.import_tensorrt() is not None, reason="TensorRT is installed here")
 def test_without_tensorrt_build_explains_and_gives_trtexec_command(tiny_onnx, tmp_path):
     with pytest.raises(TensorRTUnavailable) as info:
         export.build_tensorrt_engine(tiny_onnx, fp16=True)

@@ -3,8 +3,10 @@
     python training/export.py --checkpoint runs/wrapper/best.pt --steps 2 --hypotheses 5 \
         --out models/diffhpe_lifter
 
-writes models/diffhpe_lifter.onnx and models/diffhpe_lifter.onnx.json, and, where TensorRT and a
-CUDA GPU are present, models/diffhpe_lifter.fp32.engine and .fp16.engine with their manifests.
+writes models/diffhpe_lifter.onnx and models/diffhpe_lifter.onnx.json (what the graph runs: the
+sampler settings, the input normalisation of the checkpoint's config - "screen": the graph takes
+image_wh, "rays": intrinsics), and, where TensorRT and a CUDA GPU are present,
+models/diffhpe_lifter.fp32.engine and .fp16.engine with their manifests.
 Without TensorRT it says so, prints the equivalent trtexec commands and exits 0.
 
 On the target (e.g. a Jetson, engines are per GPU and TensorRT version), from the shipped graph:
@@ -34,8 +36,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path,
                    help="with --checkpoint: output path without extension (models/NAME -> "
                         "models/NAME.onnx)")
-    p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint config's)")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint config's); "
+                                             "the graph runs a deterministic DDIM (eta 0)")
     p.add_argument("--hypotheses", type=int, help="H (default: the checkpoint config's)")
+    p.add_argument("--sampler", choices=("ddim", "ddpm"),
+                   help="default: the checkpoint config's; only a deterministic DDIM exports")
+    p.add_argument("--eta", type=float, help="DDIM noise scale (default: the checkpoint "
+                                             "config's); only 0 exports")
     p.add_argument("--aggregation", choices=("mean", "median", "reproj"),
                    help="default: the checkpoint config's")
     p.add_argument("--window", type=int,
@@ -70,15 +77,20 @@ def export_onnx(args) -> tuple[Path | None, int]:
         return None, 2
     try:
         result = export.export_checkpoint(args.checkpoint, onnx_path, args.steps, args.hypotheses,
-                                          args.aggregation)
+                                          args.aggregation, sampler=args.sampler, eta=args.eta)
     except (export.ExportError, ValueError) as e:  # ValueError: ConfigError of steps/H/aggregation
         print(f"error: {e}", file=sys.stderr)
         return None, 1
     m = result.manifest
     print(f"wrote {result.path} ({m['bytes'] / 1e6:.2f} MB, {m['nodes']} nodes, opset {m['opset']}, "
           f"parity {m['parity_max_abs_diff_m']:.2e} m) and {result.manifest_path}")
-    print(f"  {m['variant']}: L={m['window']} ({m['window_mode']}), H={m['hypotheses']}, "
-          f"steps={m['steps']}, aggregation={m['aggregation']}, fps={m['fps']}")
+    print(f"  {m['variant']}: L={m['window']} ({m['window_mode']}), sampler={m['sampler']}, "
+          f"H={m['hypotheses']}, steps={m['steps']}, eta={m['eta']}, "
+          f"aggregation={m['aggregation']}, fps={m['fps']}")
+    guess = (f", without intrinsics: {m['intrinsics_guess_hfov_deg']} deg horizontal FOV guess"
+             if m["input_normalisation"] == "rays" else "")
+    print(f"  input normalisation {m['input_normalisation']!r}: the graph takes "
+          f"{', '.join(m['inputs'])}{guess}")
     return result.path, 0
 
 
