@@ -10,13 +10,19 @@ input checks included, as the node pays them): p50/p99/max latency and throughpu
 by side; scaling over persons, DDIM steps, hypotheses H and window L (each exported on the fly
 into a temp dir, one factor at a time around the default); FLOPs per call of each exported graph
 (MatMul/Gemm/Conv/Einsum) and the achieved fraction of the CPU's ~84 GFLOP/s practical peak;
-peak RSS of a subprocess that loads the default graph and lifts 10,000 windows. It states the
-real-time goals, the measured values, met/missed and by how much.
+peak RSS of a subprocess that loads the default graph and lifts 10,000 windows; the lifter next
+to MediaPipe on the demo video (lift time per person-frame / detection time per frame). It
+states the real-time goals, the measured values, met/missed and by how much.
 
-The model: --checkpoint (default models/diffhpe_lifter.pt); without one, an untrained model of
---config (default training/configs/diffhpe_wrapper.yaml): latency does not depend on the weights.
-Default settings (steps, H, aggregation) are those of --onnx (default models/diffhpe_lifter.onnx,
-the shipped graph) when it exists, else the checkpoint config's.
+Noisy machines: the rows a table compares are measured interleaved (a few calls of each row in
+turn, round after round), so a load that comes and goes hits them alike, and each table says
+the machine's load average (before -> after) and CPU count. Threads follow the one policy of
+diffhpe_models/threads.py (ONNX Runtime spinning off, torch OMP_WAIT_POLICY=PASSIVE).
+
+The model: --checkpoint (default models/diffhpe_wrapper.pt, the shipped checkpoint); without
+one, an untrained model of --config (default training/configs/diffhpe_wrapper.yaml): latency
+does not depend on the weights. Default settings (steps, H, aggregation) are those of --onnx
+(default models/diffhpe_lifter.onnx, the shipped graph) when it exists, else the checkpoint's.
 """
 from __future__ import annotations
 
@@ -35,11 +41,16 @@ from pathlib import Path
 
 import numpy as np
 
+from diffhpe_models import threads  # (the thread policy, set before torch loads)
+
 REPO = Path(__file__).resolve().parents[1]
-PEAK_GFLOPS = 84.0  # practical fp32 peak of the 2-core CPU (reference/real-time-budget.md)
+# Practical fp32 peak of the 2-core CPU: a 1024^3 torch matmul reached 79-84 GFLOP/s on it.
+PEAK_GFLOPS = 84.0
 SECTION = "lifting-benchmark"  # the part of docs/benchmarks.md this script writes
 GOAL_P99_MS, GOAL_FPS_4P, GOAL_RSS_MB, GOAL_SPEEDUP = 10.0, 30.0, 1000.0, 2.0
+GOAL_LIFT_PER_DETECT = 0.33  # lift of one person-frame / MediaPipe on one frame
 MIN_CALLS = 8
+CHUNK = 4  # calls of one row before the next row's turn (interleaving)
 
 
 def parse_args(argv=None):
@@ -90,30 +101,76 @@ def lift_inputs(window: int, hypotheses: int, persons: int, seed: int = 0):
     return ex["keypoints_px"], ex["mask"], ex["image_wh"]
 
 
-def measure(lifter, persons: int, args) -> Timing:
-    """Warm up, then time `lifter.lift` one call at a time, back to back.
+@dataclass
+class Case:
+    """One row to time: a lifter, the persons per call, and the torch threads it runs with
+    (torch's thread count is process-wide: set before each of its turns; None: not torch)."""
 
-    Warm-up stops after `args.warmup` calls or a quarter of `args.max_seconds`; timing after
-    `args.iterations` calls or `args.max_seconds` (but at least MIN_CALLS calls), so that slow
-    settings (torch eager, 16 persons, 10 steps) do not dominate the run time."""
-    inputs = lift_inputs(lifter.window, lifter.hypotheses, persons)
-    start = time.perf_counter()
-    for _ in range(args.warmup):
-        lifter.lift(*inputs)
-        if time.perf_counter() - start > args.max_seconds / 4:
+    lifter: object
+    persons: int
+    torch_threads: int | None = None
+
+
+def measure_interleaved(cases: list[Case], args) -> list[Timing]:
+    """Time `lifter.lift` of every case, one call at a time, the cases taking turns.
+
+    Each case is warmed up (`args.warmup` calls or a quarter of `args.max_seconds`); then, round
+    after round, each case makes CHUNK calls (the order rotates every round) until every case has
+    `args.iterations` calls, or the budget of `args.max_seconds` per case is spent and each has
+    MIN_CALLS. A load that comes and goes thus hits all rows alike. calls/s = 1000 / mean ms."""
+    inputs = [lift_inputs(c.lifter.window, c.lifter.hypotheses, c.persons) for c in cases]
+
+    def turn(k: int, calls: int, out: list | None = None, budget_s: float = float("inf")):
+        if cases[k].torch_threads:
+            import torch
+
+            torch.set_num_threads(cases[k].torch_threads)
+        start = time.perf_counter()
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            cases[k].lifter.lift(*inputs[k])
+            if out is not None:
+                out.append(time.perf_counter() - t0)
+            if time.perf_counter() - start > budget_s:
+                break
+
+    for k in range(len(cases)):
+        turn(k, args.warmup, budget_s=args.max_seconds / 4)
+    times: list[list[float]] = [[] for _ in cases]
+    start, budget_s, rnd = time.perf_counter(), args.max_seconds * len(cases), 0
+    while True:
+        for j in range(len(cases)):
+            k = (j + rnd) % len(cases)
+            if len(times[k]) < args.iterations:
+                turn(k, min(CHUNK, args.iterations - len(times[k])), times[k])
+        rnd += 1
+        if all(len(t) >= args.iterations for t in times):
             break
-    times = []
-    start = time.perf_counter()
-    for _ in range(args.iterations):
-        t0 = time.perf_counter()
-        lifter.lift(*inputs)
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > args.max_seconds and len(times) >= MIN_CALLS:
+        if time.perf_counter() - start > budget_s and all(len(t) >= MIN_CALLS for t in times):
             break
-    total = time.perf_counter() - start
-    ms = np.array(times) * 1e3
-    return Timing(float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.max()),
-                  float(ms.mean()), len(ms), len(ms) / total)
+    out = []
+    for t in times:
+        ms = np.array(t) * 1e3
+        out.append(Timing(float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
+                          float(ms.max()), float(ms.mean()), len(ms), 1e3 / float(ms.mean())))
+    return out
+
+
+def measure(lifter, persons: int, args) -> Timing:
+    """One row alone (see measure_interleaved)."""
+    return measure_interleaved([Case(lifter, persons)], args)[0]
+
+
+class MachineLoad:
+    """The 1-minute load average when a table starts and when it ends, with the CPU count:
+    printed under each table (a load above the CPU count means the rows shared the cores)."""
+
+    def __init__(self):
+        self.before = os.getloadavg()[0]
+
+    def line(self) -> str:
+        return (f"Machine load: 1-min load average {self.before:.2f} -> {os.getloadavg()[0]:.2f} "
+                f"on {os.cpu_count()} CPUs; rows measured interleaved.")
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -212,15 +269,14 @@ def load(models: Models, backend: str, args, steps=None, hypotheses=None, window
     steps = steps or models.defaults["steps"]
     hypotheses = hypotheses or models.defaults["hypotheses"]
     window = window or models.defaults["window"]
+    n_threads = 1 if backend.endswith("1thread") else args.threads
     if backend.startswith("onnxruntime"):
-        threads = 1 if backend.endswith("1thread") else args.threads
         device = args.device if backend == "onnxruntime-cuda" else "cpu"
         return load_lifter(models.onnx(steps, hypotheses, window), backend="onnxruntime",
-                           device=device, intra_op_threads=threads, **kw)
-    threads = 1 if backend.endswith("1thread") else args.threads
+                           device=device, intra_op_threads=n_threads, **kw)
     lifter = load_lifter(models.checkpoint_for(window), backend="torch", device=args.device,
                          steps=steps, hypotheses=hypotheses,
-                         aggregation=models.defaults["aggregation"], intra_op_threads=threads,
+                         aggregation=models.defaults["aggregation"], intra_op_threads=n_threads,
                          cuda_graphs=backend == "torch-cudagraph", **kw)
     if backend == "torch-compile":
         import torch
@@ -232,6 +288,13 @@ def load(models: Models, backend: str, args, steps=None, hypotheses=None, window
 
 
 # --- sections -----------------------------------------------------------------------------
+
+
+def torch_threads_of(backend: str, args) -> int | None:
+    """The torch thread count a backend's rows run with (None: not a CPU torch backend)."""
+    if not backend.startswith("torch") or args.device.startswith("cuda"):
+        return None
+    return 1 if backend.endswith("1thread") else args.threads
 
 
 def section_backends(models: Models, args, results: dict) -> str:
@@ -246,28 +309,31 @@ def section_backends(models: Models, args, results: dict) -> str:
     else:
         backends = ["torch", "torch-1thread", "onnxruntime", "onnxruntime-1thread"]
         persons_list = [1, 4]
-    rows = []
+    load_note = MachineLoad()
+    rows, cases, keys = [], [], []
     for backend in backends:
         try:
             lifter = load(models, backend, args)
+            for persons in persons_list:  # the first call compiles / captures: fail here
+                lifter.lift(*lift_inputs(lifter.window, lifter.hypotheses, persons))
         except Exception as e:  # torch.compile in particular may not work everywhere
             rows.append([backend, "-", f"not available: {type(e).__name__}: {e}"[:120], "", "", "", "", ""])
             continue
         for persons in persons_list:
-            try:
-                t = measure(lifter, persons, args)
-            except Exception as e:
-                rows.append([backend, persons, f"failed: {type(e).__name__}: {e}"[:120], "", "", "", "", ""])
-                continue
-            results[(backend, persons)] = t
-            rows.append([lifter.backend_name + (" (1 thread)" if backend.endswith("1thread") else ""),
-                         persons, t.p50_ms, t.p99_ms, t.max_ms, t.calls_per_s, t.calls_per_s * persons,
-                         t.calls])
+            cases.append(Case(lifter, persons, torch_threads_of(backend, args)))
+            keys.append((backend, persons))
+            rows.append(None)  # filled below, in this order
+    for key, case, t in zip(keys, cases, measure_interleaved(cases, args)):
+        backend, persons = key
+        results[key] = t
+        rows[rows.index(None)] = [
+            case.lifter.backend_name + (" (1 thread)" if backend.endswith("1thread") else ""),
+            persons, t.p50_ms, t.p99_ms, t.max_ms, t.calls_per_s, t.calls_per_s * persons, t.calls]
     d = models.defaults
     head = (f"### Backends side by side ({args.device}, steps={d['steps']}, H={d['hypotheses']}, "
             f"L={d['window']}, {args.threads} threads unless noted)\n\n")
     return head + table(["backend", "persons", "p50 ms", "p99 ms", "max ms", "calls/s",
-                         "person-windows/s", "timed calls"], rows)
+                         "person-windows/s", "timed calls"], rows) + "\n\n" + load_note.line()
 
 
 def scaling_backend(args) -> str:
@@ -276,6 +342,7 @@ def scaling_backend(args) -> str:
 
 def section_scaling(models: Models, args, results: dict) -> str:
     backend = scaling_backend(args)
+    torch_threads = torch_threads_of(backend, args)
     d = models.defaults
     cuda = args.device.startswith("cuda")
     out = [f"### Scaling ({backend}, one factor at a time around steps={d['steps']}, "
@@ -287,35 +354,41 @@ def section_scaling(models: Models, args, results: dict) -> str:
         return [flops / 1e9, rate] + ([] if cuda else [100 * rate / PEAK_GFLOPS])
 
     # Persons: one graph, dynamic axis.
+    load_note = MachineLoad()
     lifter = load(models, backend, args)
+    persons_list = [1, 4, 16] if args.quick else [1, 2, 4, 8, 16]
+    timings = measure_interleaved([Case(lifter, p, torch_threads) for p in persons_list], args)
     rows = []
-    for persons in ([1, 4, 16] if args.quick else [1, 2, 4, 8, 16]):
-        t = measure(lifter, persons, args)
+    for persons, t in zip(persons_list, timings):
         results[("persons", persons)] = t
         flops = models.flops(d["steps"], d["hypotheses"], d["window"], persons)
         rows.append([persons, t.p50_ms, t.p99_ms, t.max_ms, t.p50_ms / persons,
                      t.calls_per_s * persons, *flop_cells(flops, t)])
     out.append(table(["persons", "p50 ms", "p99 ms", "max ms", "p50 ms/person",
-                      "person-windows/s", *flop_headers], rows))
+                      "person-windows/s", *flop_headers], rows) + "\n\n" + load_note.line())
 
     settings = [("steps", [1, 2] if args.quick else [1, 2, 5, 10]),
                 ("hypotheses", [1, 5] if args.quick else [1, 5, 10]),
                 ("window", [d["window"]] if args.quick else sorted({d["window"], 27, 81}))]
     for name, values in settings:
-        rows = []
-        for value in values:
+        lifters, prepared_s, kws = [], [], []
+        for value in values:  # export and load them all, then time them interleaved
             kw = {"steps": d["steps"], "hypotheses": d["hypotheses"], "window": d["window"]}
             kw[name] = value
             t0 = time.perf_counter()
-            lifter = load(models, backend, args, **kw)
-            prepared_s = time.perf_counter() - t0
-            t = measure(lifter, 1, args)
+            lifters.append(load(models, backend, args, **kw))
+            prepared_s.append(time.perf_counter() - t0)
+            kws.append(kw)
+        load_note = MachineLoad()
+        timings = measure_interleaved([Case(lf, 1, torch_threads) for lf in lifters], args)
+        rows = []
+        for value, kw, t, prep in zip(values, kws, timings, prepared_s):
             flops = models.flops(kw["steps"], kw["hypotheses"], kw["window"])
             note = "" if kw["window"] == models.config.data.window or name != "window" else " (untrained)"
             rows.append([f"{value}{note}", t.p50_ms, t.p99_ms, t.max_ms, t.calls_per_s,
-                         *flop_cells(flops, t), prepared_s])
+                         *flop_cells(flops, t), prep])
         out.append(table([name, "p50 ms", "p99 ms", "max ms", "calls/s", *flop_headers,
-                          "export+load s"], rows))
+                          "export+load s"], rows) + "\n\n" + load_note.line())
     return "\n\n".join(out)
 
 
@@ -375,6 +448,72 @@ def section_memory(models: Models, args, results: dict) -> str:
             + table(["RSS", "MiB"], rows))
 
 
+def section_lifter_vs_detector(models: Models, args, results: dict) -> str:
+    """MediaPipe and the lifter side by side on the demo video, frame after frame in one loop:
+    decode a frame, detect it, then lift the causal window that ends at it (the node's window
+    logic) for 1 person and for 4 (the same window 4 times). The lifter runs as deployed: the
+    shipped graph on onnxruntime with the thread policy's default (1 thread)."""
+    from diffhpe_models.occlusion import confidence_mask
+    from diffhpe_models.runtime import load_lifter
+    from diffhpe_models.skeleton import to_h36m17
+    from diffhpe_ros.demo_videos import demo_video
+    from diffhpe_ros.pose_detector import PoseDetector
+    from diffhpe_ros.video_frames import VideoFrames
+    from diffhpe_ros.window_buffer import CausalWindow
+
+    d = models.defaults
+    onnx_path = models.shipped or models.onnx(d["steps"], d["hypotheses"], d["window"])
+    lifter = load_lifter(onnx_path, backend="onnxruntime")
+    video_path, _ = demo_video("pose2sim", REPO / ".cache")
+    persons_list = [1, 4]
+    times: dict[str, list[float]] = {"decode": [], "detect": [], **{f"lift{p}": [] for p in persons_list}}
+    passes = 1 if args.quick else 2
+    skip = 10  # MediaPipe's first detections (no track yet) and the lifter's first calls
+    load_note = MachineLoad()
+    with VideoFrames(video_path, 0.5) as video, PoseDetector() as detector:
+        size = np.array([video.width_px, video.height_px], np.float32)
+        for n_pass in range(passes):
+            video.rewind()
+            window = CausalWindow(lifter.window, lifter.fps, max_gap_s=0.5)
+            while (frame := video.read()) is not None:
+                counted = n_pass > 0 or frame.index >= skip
+                t0 = time.perf_counter()
+                points, conf = detector.detect(np.ascontiguousarray(frame.bgr[..., ::-1]))
+                detect_ms = (time.perf_counter() - t0) * 1e3
+                if len(points) == 0:
+                    continue
+                pts, c = to_h36m17(points, conf, "mediapipe33")
+                mask = confidence_mask(c, 0.5)
+                window.push(frame.time_s, np.where(mask[..., None] > 0, pts, 0.0)[0], mask[0])
+                kp, m = window.current()
+                lift_ms = {}
+                for p in persons_list:
+                    t0 = time.perf_counter()
+                    lifter.lift(np.repeat(kp[None], p, 0), np.repeat(m[None], p, 0),
+                                np.repeat(size[None], p, 0))
+                    lift_ms[p] = (time.perf_counter() - t0) * 1e3
+                if counted:
+                    times["decode"].append(frame.decode_ms)
+                    times["detect"].append(detect_ms)
+                    for p in persons_list:
+                        times[f"lift{p}"].append(lift_ms[p])
+    detect_p50 = float(np.median(times["detect"]))
+    rows = [["decode + resize (1080x1920 -> 540x960)", np.median(times["decode"]),
+             np.mean(times["decode"]), "-", "-"],
+            ["MediaPipe Pose (complexity 1), 1 person in view", detect_p50,
+             np.mean(times["detect"]), "-", 1.0]]
+    for p in persons_list:
+        lift = times[f"lift{p}"]
+        per_person = float(np.median(lift)) / p
+        results[("lift_per_detect", p)] = per_person / detect_p50
+        rows.append([f"lift {p} person{'s' if p > 1 else ''} ({lifter.backend_name}, 1 thread)",
+                     np.median(lift), np.mean(lift), per_person, per_person / detect_p50])
+    head = (f"### Lifter next to the detector (pose2sim demo video, {len(times['detect'])} timed frames "
+            f"in {passes} pass{'es' if passes > 1 else ''}, one loop: decode, detect, lift)\n\n")
+    return head + table(["stage", "p50 ms", "mean ms", "p50 ms per person-frame",
+                         "per person-frame / detection (p50)"], rows) + "\n\n" + load_note.line()
+
+
 def section_goals(args, results: dict) -> str:
     if args.device.startswith("cuda"):
         return "### Goals\n\nThe goals are for the 2-core CPU: run without `--device cuda`."
@@ -407,6 +546,8 @@ def section_goals(args, results: dict) -> str:
     one_1, torch_1 = results.get(("onnxruntime-1thread", 1)), results.get(("torch-1thread", 1))
     if one_1 and torch_1:
         row("the same, 1 thread each", torch_1.p50_ms / one_1.p50_ms, GOAL_SPEEDUP, "x", True)
+    row("lift per person-frame / MediaPipe per frame (1 person, demo video)",
+        results.get(("lift_per_detect", 1)), GOAL_LIFT_PER_DETECT, "x", False)
     return "### Goals (shipped default, onnxruntime)\n\n" + table(
         ["goal", "measured", "verdict", "target"], rows)
 
@@ -454,7 +595,7 @@ def main(argv=None) -> int:
         return rss_child(args.rss_child, args.rss_windows, args.threads)
     import torch
 
-    torch.set_num_threads(args.threads)
+    threads.configure_torch(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but torch sees no CUDA GPU", file=sys.stderr)
         return 2
@@ -462,7 +603,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="diffhpe_bench_") as tmp:
         models = Models(args, Path(tmp))
         parts = [section_header(models, args, argv)]
-        for section in (section_backends, section_scaling, section_memory):
+        for section in (section_backends, section_scaling, section_memory,
+                        section_lifter_vs_detector):
             t0 = time.perf_counter()
             parts.append(section(models, args, results))
             print(parts[-1] + "\n", flush=True)
