@@ -1,6 +1,8 @@
 """The one way our console scripts run a node: init, spin, clean shutdown, clear start-up errors."""
 from __future__ import annotations
 
+import re
+import sys
 import threading
 import traceback
 from typing import Callable
@@ -9,6 +11,11 @@ import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+
+try:  # where rclpy raises its C errors from (rcl_init on bad command-line arguments)
+    from rclpy._rclpy_pybind11 import RCLError
+except ImportError:  # pragma: no cover - older rclpy
+    RCLError = RuntimeError
 
 # What a node's constructor raises for bad parameters or a missing/corrupt file: reported in one
 # line and exit code 2, never a traceback.
@@ -34,13 +41,28 @@ def spin_guarded(node: Node, executor, done: threading.Event | None = None) -> i
     return failed
 
 
+ROS_ARGUMENTS_HELP = ("ROS arguments go after --ros-args: -p name:=value, --params-file FILE, "
+                      "-r from:=to, --log-level LEVEL")
+
+
+def ros_arguments_error(e: BaseException) -> str:
+    """rcl's message for unusable command-line arguments, without its C source locations."""
+    text = str(e).removeprefix("failed to initialize rcl: ")
+    text = re.sub(r",? at /\S+:\d+", "", text).replace(". Error: error not set", "")
+    return f"bad command-line arguments: {text.strip()} ({ROS_ARGUMENTS_HELP})"
+
+
 def run_node(make_node: Callable[[], Node], name: str, args=None,
              until: Callable[[Node], threading.Event] | None = None,
              startup_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Create the node with `make_node`, spin it until Ctrl-C (or until the event returned by
     `until(node)` is set), then shut down cleanly. Returns the process exit code: 2 when the node
-    cannot start (only errors of the constructor count as such), else 0."""
-    rclpy.init(args=args)
+    cannot start (unusable command-line arguments, or an error of the constructor), else 0."""
+    try:
+        rclpy.init(args=args)
+    except RCLError as e:  # e.g. `-p name:=` without a value: rcl cannot parse it
+        print(f"[FATAL] [{name}]: cannot start: {ros_arguments_error(e)}", file=sys.stderr)
+        return 2
     node = None
     try:
         try:
