@@ -7,8 +7,6 @@ PoseArray of 17 H36M joints per person in metres (camera optical frame, REP 103)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -18,15 +16,9 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from diffhpe_models.skeleton import BONES, NUM_JOINTS, side_of
-
-
-class BadMessage(ValueError):
-    """A message that cannot be used at all; `reason` is a short key counted in diagnostics."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+# The checks are ROS-free (checks.py); re-exported: the node and tools import them from here.
+from diffhpe_ros.checks import (MAX_ABS_COORDINATE_PX, BadMessage, Intrinsics,  # noqa: F401
+                                Keypoints2D, checked_intrinsics, keypoints_from_xyz)
 
 
 # --- stamps ----------------------------------------------------------------------------------
@@ -57,25 +49,6 @@ def s_to_duration(t_s: float) -> Duration:
 
 # --- 2D keypoints ----------------------------------------------------------------------------
 
-# Larger than any image: such a coordinate is garbage (and 1e39 would overflow float32 to inf).
-MAX_ABS_COORDINATE_PX = 1e6
-
-
-@dataclass
-class Keypoints2D:
-    """Keypoints of one message. points_px (P, K, 2) float32, conf (P, K) float32 in [0, 1] or NaN.
-
-    Keypoints that were unusable (non-finite, |x| or |y| > MAX_ABS_COORDINATE_PX, confidence
-    outside [0, 1]) have conf NaN and coordinates 0: NaN is below every threshold (see
-    `confidence_mask`), so they are missing even with confidence_threshold 0, where a conf of 0
-    would pass. `problems` counts them by reason.
-    """
-
-    points_px: np.ndarray
-    conf: np.ndarray
-    problems: dict[str, int] = field(default_factory=dict)
-
-
 def keypoints_from_pose_array(msg: PoseArray, keypoints_per_person: int) -> Keypoints2D:
     """PoseArray of K poses per person (x, y = px, z = confidence) -> Keypoints2D.
 
@@ -84,33 +57,9 @@ def keypoints_from_pose_array(msg: PoseArray, keypoints_per_person: int) -> Keyp
     'nonfinite_keypoints' (x, y or z NaN/inf), 'coordinate_out_of_range' (|x| or |y| above
     MAX_ABS_COORDINATE_PX), 'confidence_out_of_range' (z outside [0, 1]).
     """
-    k = int(keypoints_per_person)
-    if k <= 0:
-        raise ValueError(f"keypoints_per_person must be > 0, got {k}")
-    n = len(msg.poses)
-    if n % k != 0:
-        raise BadMessage("wrong_pose_count",
-                         f"{n} poses is not a multiple of {k} keypoints per person")
-    flat = np.array([(p.position.x, p.position.y, p.position.z) for p in msg.poses],
-                    dtype=np.float64).reshape(n // k, k, 3)
-    points = flat[..., :2]
-    conf = flat[..., 2]
-    problems: dict[str, int] = {}
-    nonfinite = ~np.isfinite(flat).all(axis=-1)
-    if nonfinite.any():
-        problems["nonfinite_keypoints"] = int(nonfinite.sum())
-    # Checked in float64, before the cast to float32 could turn a huge value into inf.
-    with np.errstate(invalid="ignore"):
-        too_far = ~nonfinite & (np.abs(points) > MAX_ABS_COORDINATE_PX).any(axis=-1)
-    if too_far.any():
-        problems["coordinate_out_of_range"] = int(too_far.sum())
-    out_of_range = ~nonfinite & ~too_far & ((conf < 0.0) | (conf > 1.0))
-    if out_of_range.any():
-        problems["confidence_out_of_range"] = int(out_of_range.sum())
-    unusable = nonfinite | too_far | out_of_range
-    points = np.where(unusable[..., None], 0.0, points)
-    conf = np.where(unusable, np.nan, conf)
-    return Keypoints2D(points.astype(np.float32), conf.astype(np.float32), problems)
+    xyz = np.array([(p.position.x, p.position.y, p.position.z) for p in msg.poses],
+                   dtype=np.float64).reshape(-1, 3)
+    return keypoints_from_xyz(xyz, keypoints_per_person)
 
 
 def keypoints_to_pose_array(points_px: np.ndarray, conf: np.ndarray, header: Header) -> PoseArray:
@@ -132,6 +81,8 @@ def _pose(x: float, y: float, z: float) -> Pose:
 
 
 # --- 3D poses --------------------------------------------------------------------------------
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # PointCloud2 fields are float32
 
 def pose3d_to_pose_array(pose_m: np.ndarray, header: Header) -> PoseArray:
     """(P, 17, 3) metres -> PoseArray of 17 poses per person (identity orientations)."""
@@ -156,6 +107,8 @@ def _check_pose3d(pose_m: np.ndarray) -> np.ndarray:
         raise ValueError(f"pose must be (P, {NUM_JOINTS}, 3), got {pose_m.shape}")
     if not np.isfinite(pose_m).all():
         raise ValueError("pose holds non-finite values; refusing to publish them")
+    if np.abs(pose_m).max(initial=0.0) > FLOAT32_MAX:  # would be inf in the float32 fields
+        raise ValueError("pose holds values beyond float32's range; refusing to publish them")
     return pose_m
 
 
@@ -186,7 +139,7 @@ def pose3d_to_point_cloud2(pose_m: np.ndarray, spread_m: np.ndarray, person_ids:
     if spread_m.shape != (p, NUM_JOINTS) or person_ids.shape != (p,):
         raise ValueError(f"need spread (P, 17) and ids (P,) for P={p}, got {spread_m.shape}, "
                          f"{person_ids.shape}")
-    if not np.isfinite(spread_m).all():
+    if not np.isfinite(spread_m).all() or np.abs(spread_m).max(initial=0.0) > FLOAT32_MAX:
         raise ValueError("spread holds non-finite values; refusing to publish them")
     points = np.zeros(p * NUM_JOINTS, dtype=POINT_DTYPE)
     points["x"], points["y"], points["z"] = (pose_m[..., i].reshape(-1) for i in range(3))
@@ -284,29 +237,10 @@ def _marker(header: Header, ns: str, marker_id: int, kind: int, lifetime: Durati
 
 # --- camera info -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics of the image the keypoints come from (pixels)."""
-
-    width_px: int
-    height_px: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-
 def intrinsics_from_camera_info(msg: CameraInfo) -> Intrinsics:
-    """sensor_msgs/CameraInfo -> Intrinsics (from K). Raises BadMessage('bad_camera_info')."""
-    k = np.asarray(msg.k, dtype=np.float64)
-    if k.shape != (9,) or not np.isfinite(k).all():
-        raise BadMessage("bad_camera_info", f"K must be 9 finite numbers, got {k.tolist()}")
-    fx, fy, cx, cy = k[0], k[4], k[2], k[5]
-    if msg.width <= 0 or msg.height <= 0:
-        raise BadMessage("bad_camera_info", f"image size {msg.width}x{msg.height} px")
-    if fx <= 0 or fy <= 0:
-        raise BadMessage("bad_camera_info", f"focal lengths fx={fx}, fy={fy} must be > 0")
-    return Intrinsics(int(msg.width), int(msg.height), float(fx), float(fy), float(cx), float(cy))
+    """sensor_msgs/CameraInfo -> Intrinsics (from K). Raises BadMessage('bad_camera_info') unless
+    the image size and K are physically sensible (checks.checked_intrinsics)."""
+    return checked_intrinsics(msg.width, msg.height, msg.k)
 
 
 # --- diagnostics -----------------------------------------------------------------------------

@@ -149,6 +149,36 @@ def validate(name: str, value: object) -> str | None:
     return None
 
 
+# The smallest association_gate that keeps a walking person's id: at 30 Hz a walker moves about
+# 0.03 person sizes between two frames (1.5 m/s over a ~1.9 m bounding-box diagonal).
+MIN_SENSIBLE_GATE = 0.05
+
+
+def degenerate(settings, model_fps: float) -> list[str]:
+    """Valid values of `settings` (attributes named as the parameters) that silently degrade the
+    output for a model of `model_fps` Hz, each with what goes wrong; the node warns about them
+    at start and when a change introduces one."""
+    frame_s = 1.0 / model_fps
+    found = []
+    if settings.max_gap_s < 1.5 * frame_s:
+        found.append(f"max_gap_s={settings.max_gap_s:g} s is under 1.5 model frames "
+                     f"({1.5 * frame_s:.3g} s): unless keypoints come faster than the model's "
+                     "rate, every frame restarts each person's window, which then repeats one "
+                     "pose")
+    if settings.track_timeout_s < 1.5 * frame_s:
+        found.append(f"track_timeout_s={settings.track_timeout_s:g} s is under 1.5 model frames "
+                     f"({1.5 * frame_s:.3g} s): tracks expire between frames, so a person gets "
+                     "a new id and an empty window every frame")
+    if settings.association_gate < MIN_SENSIBLE_GATE:
+        found.append(f"association_gate={settings.association_gate:g} is under "
+                     f"{MIN_SENSIBLE_GATE:g} person sizes, about what a walking person moves "
+                     "between two frames: moving persons get new ids")
+    if settings.marker_lifetime_s < frame_s:
+        found.append(f"marker_lifetime_s={settings.marker_lifetime_s:g} s is under one model "
+                     f"frame ({frame_s:.3g} s): markers vanish before the next frame (flicker)")
+    return found
+
+
 def load_params_file(path: str | os.PathLike, node_name: str = NODE_NAME) -> dict[str, object]:
     """Read the node's section of a ROS 2 parameters file; defaults for absent parameters.
 

@@ -17,7 +17,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from diffhpe_models.skeleton import NUM_JOINTS  # noqa: E402
 from diffhpe_ros import conversions as cv  # noqa: E402
 from diffhpe_ros import params  # noqa: E402
-from diffhpe_ros.lifter_node import place_roots  # noqa: E402
+from diffhpe_ros.lifter_core import place_roots  # noqa: E402
 from keypoint_stream import FX, FY, HEIGHT, WIDTH, detector_layout, keypoints_h36m  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def harness(context, tiny_onnx, request):
 
 def handled(node) -> int:
     """Frames the node is done with: lifted, dropped as stale, failed or rate limited."""
-    c = node.counters()
+    c = node.core.counters()
     return (c["lifted_frames"] + c["dropped_stale_frames"] + c["bad_input.lift_failed"]
             + c["rate_limited_frames"])
 
@@ -83,10 +83,10 @@ def test_walking_person_is_lifted_every_frame(harness):
 def test_camera_info_places_the_root_in_front_of_the_camera(harness):
     uv, _ = keypoints_h36m(30)
     info = harness.send_camera_info()
-    assert harness.spin_until(lambda: harness.node.intrinsics is not None, 10.0)
+    assert harness.spin_until(lambda: harness.node.core.intrinsics is not None, 10.0)
     for i in range(30):  # each frame handled before the next: none dropped as stale
         send_and_wait(harness, T0_S + i / 30, uv[i][None])
-    harness.spin_until(lambda: len(harness.poses) + harness.node.counters()[
+    harness.spin_until(lambda: len(harness.poses) + harness.node.core.counters()[
         "bad_input.root_translation_failed"] >= 30, 5.0)  # the last publications in flight
     values = harness.latest_diagnostics()
     assert values["output"] == "absolute" and values["lifted_frames"] == "30"
@@ -173,10 +173,10 @@ def test_diagnostics_report_rates_latency_and_backend(harness):
     start = time.monotonic()
     for i in range(45):  # paced at 30 Hz in wall time
         harness.send(T0_S + i / 30, uv[i][None])
-        harness.spin_until(lambda: harness.node.received_frames > i, 1.0)
+        harness.spin_until(lambda: harness.node.core.counters()["received_frames"] > i, 1.0)
         harness.spin_for(max(0.0, start + (i + 1) / 30 - time.monotonic()))
-    assert harness.spin_until(lambda: handled(harness.node) == 45, 10.0), harness.node.counters()
-    assert harness.spin_until(lambda: len(harness.poses) == harness.node.counters()[
+    assert harness.spin_until(lambda: handled(harness.node) == 45, 10.0), harness.node.core.counters()
+    assert harness.spin_until(lambda: len(harness.poses) == harness.node.core.counters()[
         "lifted_frames"], 5.0)
     values = harness.latest_diagnostics()
     assert values["backend"] == "onnxruntime" and values["mode"] == "causal"
@@ -205,7 +205,7 @@ def test_diagnostics_report_rates_latency_and_backend(harness):
     # budget), and then the message gives the p99 that was published.
     last = statuses[-1]
     assert all(st.level in (b"\x00", b"\x01") for st in statuses), [st.message for st in statuses]
-    if last.level == b"\x01":
+    if last.level == b"\x01" and "input messages lost" not in last.message:  # a stalled CPU
         assert "lift latency p99" in last.message and p99 > 1e3 / 30, (last.message, p99)
     else:
         assert last.message == "lifting" or last.message == "waiting for keypoints"
@@ -236,7 +236,7 @@ def test_parameters_are_declared_described_and_validated_at_run_time(harness):
     ok = node.set_parameters([Parameter("confidence_threshold", value=0.7)])[0]
     assert ok.successful and node.settings.confidence_threshold == 0.7
     ok = node.set_parameters([Parameter("association_gate", value=0.8)])[0]
-    assert ok.successful and node.tracker.gate == 0.8
+    assert ok.successful and node.core.tracker.gate == 0.8
     for name, value, reason in (("model_path", "/tmp/other.onnx", "read-only"),
                                 ("keypoint_format", "openpose25", "must be one of"),
                                 ("max_gap_s", -1.0, "max_gap_s"),

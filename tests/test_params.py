@@ -5,7 +5,7 @@ import pytest
 from rcl_interfaces.msg import ParameterType
 
 from diffhpe_ros import params
-from diffhpe_ros.lifter_node import Settings
+from diffhpe_ros.lifter_core import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
