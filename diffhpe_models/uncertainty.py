@@ -1,0 +1,102 @@
+"""Is the spread of the hypotheses an uncertainty a robot can use? Calibration metrics.
+
+spread_m: per joint, the RMS distance of the H hypotheses from the published (aggregated) joint
+(aggregation.spread). error_m: the distance of the published joint from the ground truth.
+A useful spread is larger where the pose is ambiguous (hidden joints), grows with the error within
+a joint (rank correlation), and bounds the error a known fraction of the time (coverage of
+error < k x spread). Numpy only; metres in, mm out where the name says so.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import spearmanr
+
+COVERAGE_K = (1.0, 2.0, 3.0)
+
+
+def _flat(spread_m, error_m, visible) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    spread = np.asarray(spread_m, dtype=np.float64)
+    error = np.asarray(error_m, dtype=np.float64)
+    vis = np.asarray(visible, dtype=bool)
+    if not (spread.shape == error.shape == vis.shape) or spread.ndim < 1 or spread.shape[-1] < 1:
+        raise ValueError(f"spread, error and visible must share one shape (..., J), got "
+                         f"{spread.shape}, {error.shape}, {vis.shape}")
+    j = spread.shape[-1]
+    return spread.reshape(-1, j), error.reshape(-1, j), vis.reshape(-1, j)
+
+
+def hidden_visible_ratio(spread_m, visible) -> dict[str, float | None]:
+    """Median spread of hidden and of visible joints (mm) and their ratio (goal >= 2)."""
+    spread = np.asarray(spread_m, dtype=np.float64)
+    vis = np.asarray(visible, dtype=bool)
+    if spread.shape != vis.shape:
+        raise ValueError(f"spread and visible must share one shape, got {spread.shape}, {vis.shape}")
+    hidden_mm = float(np.median(spread[~vis])) * 1e3 if (~vis).any() else None
+    visible_mm = float(np.median(spread[vis])) * 1e3 if vis.any() else None
+    ratio = hidden_mm / visible_mm if hidden_mm is not None and visible_mm else None
+    return {"spread_hidden_mm": hidden_mm, "spread_visible_mm": visible_mm, "hidden_visible_ratio": ratio}
+
+
+def within_joint_rank_correlation(spread_m, error_m, visible=None) -> float | None:
+    """Spearman correlation of spread and error computed per joint (so the joints' different
+    typical errors do not inflate it), averaged over joints weighted by their sample counts.
+    None when no joint has two distinct values of both."""
+    vis = np.ones(np.shape(spread_m), dtype=bool) if visible is None else visible
+    spread, error, _ = _flat(spread_m, error_m, vis)
+    values, weights = [], []
+    for j in range(spread.shape[1]):
+        s, e = spread[:, j], error[:, j]
+        if len(s) < 3 or np.ptp(s) == 0 or np.ptp(e) == 0:
+            continue
+        values.append(spearmanr(s, e).statistic)
+        weights.append(len(s))
+    return float(np.average(values, weights=weights)) if values else None
+
+
+def coverage(spread_m, error_m, ks=COVERAGE_K) -> dict[str, float]:
+    """Fraction of joints whose error is below k x spread, for each k (a Gaussian-calibrated 3D
+    spread would give about 0.20 / 0.74 / 0.97 for k = 1, 2, 3: the chi distribution, 3 dof)."""
+    spread = np.asarray(spread_m, dtype=np.float64).ravel()
+    error = np.asarray(error_m, dtype=np.float64).ravel()
+    if spread.shape != error.shape or spread.size == 0:
+        raise ValueError("spread and error must be non-empty and of one shape")
+    return {f"coverage_k{k:g}": float(np.mean(error < k * spread)) for k in ks}
+
+
+def reliability_curve(spread_m, error_m, bins: int = 10) -> dict[str, list[float]]:
+    """Mean error per quantile bin of the spread (mm): the reliability plot's points."""
+    spread = np.asarray(spread_m, dtype=np.float64).ravel()
+    error = np.asarray(error_m, dtype=np.float64).ravel()
+    edges = np.unique(np.quantile(spread, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, spread, side="right") - 1, 0, len(edges) - 2)
+    used = [b for b in range(len(edges) - 1) if (which == b).any()]
+    return {"spread_mm": [float(spread[which == b].mean() * 1e3) for b in used],
+            "error_mm": [float(error[which == b].mean() * 1e3) for b in used],
+            "count": [int((which == b).sum()) for b in used]}
+
+
+def calibration_report(spread_m, error_m, visible) -> dict:
+    """All of the above for (N, J) arrays of spread, error (metres) and visibility."""
+    return {**hidden_visible_ratio(spread_m, visible),
+            "rank_correlation": within_joint_rank_correlation(spread_m, error_m),
+            **coverage(spread_m, error_m),
+            "reliability": reliability_curve(spread_m, error_m)}
+
+
+# --- the published stream (one pose per frame, as the node publishes) --------------------------
+
+
+def stream_metrics(pred_m, gt_m) -> dict[str, float]:
+    """Temporal metrics of a published stream (T, J, 3), root-relative, one pose per frame:
+    jitter = mean norm of the prediction's second differences, acceleration error = mean norm of
+    the difference of second differences, velocity error (MPJVE) likewise, all mm per frame(^2)."""
+    pred = np.asarray(pred_m, dtype=np.float64)
+    gt = np.asarray(gt_m, dtype=np.float64)
+    if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[0] < 3:
+        raise ValueError(f"need two (T >= 3, J, 3) streams of one shape, got {pred.shape}, {gt.shape}")
+    acc_p, acc_g = np.diff(pred, 2, axis=0), np.diff(gt, 2, axis=0)
+    vel_p, vel_g = np.diff(pred, axis=0), np.diff(gt, axis=0)
+    return {"jitter_mm": float(np.linalg.norm(acc_p, axis=-1).mean() * 1e3),
+            "gt_jitter_mm": float(np.linalg.norm(acc_g, axis=-1).mean() * 1e3),
+            "accel_error_mm": float(np.linalg.norm(acc_p - acc_g, axis=-1).mean() * 1e3),
+            "mpjve_mm": float(np.linalg.norm(vel_p - vel_g, axis=-1).mean() * 1e3)}

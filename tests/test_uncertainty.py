@@ -1,0 +1,50 @@
+"""Calibration metrics of the hypotheses' spread, and the published stream's temporal metrics."""
+import numpy as np
+import pytest
+
+from diffhpe_models import uncertainty as u
+
+
+def test_a_calibrated_spread_scores_well_and_a_constant_one_does_not():
+    rng = np.random.default_rng(0)
+    n, j = 4000, 17
+    visible = rng.random((n, j)) > 0.2
+    sigma = np.where(visible, 0.02, 0.08) * rng.uniform(0.5, 1.5, (n, j))   # hidden: 4x wider
+    # 3D Gaussian error with per-axis std sigma / sqrt(3): RMS distance = sigma, like the spread.
+    error = np.linalg.norm(rng.normal(size=(n, j, 3)), axis=-1) * sigma / np.sqrt(3)
+    good = u.calibration_report(sigma, error, visible)
+    assert good["hidden_visible_ratio"] > 3.5
+    assert good["rank_correlation"] > 0.3
+    cov = [good[f"coverage_k{k:g}"] for k in u.COVERAGE_K]
+    assert cov[0] < cov[1] < cov[2] and cov[2] > 0.95
+    # A spread that carries no information: equal on hidden and visible joints, uncorrelated.
+    flat = u.calibration_report(np.full((n, j), 0.004) + rng.uniform(0, 1e-4, (n, j)), error, visible)
+    assert 0.9 < flat["hidden_visible_ratio"] < 1.1 and abs(flat["rank_correlation"]) < 0.05
+    curve = good["reliability"]
+    assert curve["error_mm"] == sorted(curve["error_mm"]) and sum(curve["count"]) == n * j
+
+
+def test_rank_correlation_is_within_joints():
+    # Joint 0 always errs more and spreads more than joint 1, but within each joint the spread is
+    # unrelated to the error: a pooled correlation would be high, the within-joint one is ~0.
+    rng = np.random.default_rng(1)
+    spread = np.stack([1.0 + rng.random(5000), rng.random(5000)], axis=1)
+    error = np.stack([1.0 + rng.random(5000), rng.random(5000)], axis=1)
+    assert abs(u.within_joint_rank_correlation(spread, error)) < 0.05
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="one shape"):
+        u.calibration_report(np.zeros((3, 17)), np.zeros((3, 16)), np.ones((3, 17), bool))
+    with pytest.raises(ValueError, match="T >= 3"):
+        u.stream_metrics(np.zeros((2, 17, 3)), np.zeros((2, 17, 3)))
+
+
+def test_stream_metrics():
+    t = np.arange(30)[:, None, None] * np.ones((1, 17, 3))
+    gt = 0.001 * t ** 2 / 2                       # constant acceleration 1 mm/frame^2 per axis
+    m = u.stream_metrics(gt, gt)
+    assert m["accel_error_mm"] == 0 and m["mpjve_mm"] == 0
+    assert m["jitter_mm"] == pytest.approx(np.sqrt(3), rel=1e-9) == m["gt_jitter_mm"]
+    noisy = gt + np.where(np.arange(30) % 2 == 0, 0.005, -0.005)[:, None, None]
+    assert u.stream_metrics(noisy, gt)["accel_error_mm"] == pytest.approx(20 * np.sqrt(3), rel=1e-9)
