@@ -59,18 +59,26 @@ class PoseDetector:
         keypoints_px are (u, v) pixels (they may fall slightly outside the image for joints that
         MediaPipe extrapolates); conf is MediaPipe's per-landmark visibility in [0, 1].
         """
+        return self.detect_with_world(rgb)[:2]
+
+    def detect_with_world(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As `detect`, plus MediaPipe's world landmarks (P, 33, 3) float32: metres, origin at
+        the hips' midpoint, axes x right, y down, z away from the camera (as the image's)."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
         result = self._pose.process(rgb)
-        if result.pose_landmarks is None:
+        if result.pose_landmarks is None or result.pose_world_landmarks is None:
             return (np.zeros((0, NUM_LANDMARKS, 2), np.float32),
-                    np.zeros((0, NUM_LANDMARKS), np.float32))
+                    np.zeros((0, NUM_LANDMARKS), np.float32),
+                    np.zeros((0, NUM_LANDMARKS, 3), np.float32))
         h, w = rgb.shape[:2]
         lm = np.array([(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark],
                       dtype=np.float32)
         keypoints_px = (lm[:, :2] * np.array([w, h], np.float32))[None]
         conf = np.clip(lm[:, 2], 0.0, 1.0)[None]
-        return keypoints_px, conf
+        world = np.array([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark],
+                         dtype=np.float32)[None]
+        return keypoints_px, conf, world
 
     def close(self) -> None:
         self._pose.close()

@@ -1,0 +1,339 @@
+"""The real-video check's data: MediaPipe on every view of a multi-view video (cached), and lifting
+one view frame by frame as the lifter node does. No ROS here (the detector and the window buffer
+are plain Python).
+
+MediaPipe on 4 views costs ~60 ms per frame per view on one core, so the detections are cached in
+`<cache_dir>/video_check/det_<key>.npz`, the key hashing the video's bytes and the detector
+settings: re-running the check with another model only lifts.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from diffhpe_models.atomic import atomic_save_npz
+from diffhpe_models.camera import Camera
+from diffhpe_models.occlusion import confidence_mask
+from diffhpe_models.skeleton import NUM_JOINTS, to_h36m17
+from diffhpe_ros.params import DEFAULTS
+from diffhpe_ros.window_buffer import CausalWindow
+
+CACHE_VERSION = 1  # bump when what is cached changes meaning
+
+
+def source_hash(*modules) -> str:
+    """Hash of the source files of `modules`: a cache entry made by other code is not reused."""
+    h = hashlib.sha256()
+    for m in modules:
+        h.update(Path(inspect.getfile(m)).read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """The detector node's defaults (diffhpe_ros/detector_node.py)."""
+
+    model_complexity: int = 1
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    static_image_mode: bool = False
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_key(*parts: object) -> str:
+    """A short stable hash of JSON-serialisable parts (file hashes, settings)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def detect_video(video: str | os.PathLike, settings: DetectorSettings = DetectorSettings(),
+                 max_frames: int = 0, progress=None) -> dict[str, np.ndarray]:
+    """Run MediaPipe over a video file, one detector for the whole stream (tracking on).
+
+    Returns {'keypoints_px': (T, 33, 2), 'conf': (T, 33), 'world_m': (T, 33, 3) float32,
+    'found': (T,) bool, 'fps': (), 'image_wh': (2,)}; frames without a person are zeros with
+    found False. max_frames: 0 = all.
+    """
+    import cv2
+
+    from diffhpe_ros.pose_detector import NUM_LANDMARKS, PoseDetector
+
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise ValueError(f"{video}: cannot open the video")
+    fps = float(cap.get(cv2.CAP_PROP_FPS))
+    if not fps > 0:
+        raise ValueError(f"{video}: the video states no frame rate")
+    kp, conf, world, found = [], [], [], []
+    image_wh = None
+    try:
+        with PoseDetector(**asdict(settings)) as detector:
+            while not max_frames or len(found) < max_frames:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                image_wh = (bgr.shape[1], bgr.shape[0])
+                k, c, w = detector.detect_with_world(np.ascontiguousarray(bgr[:, :, ::-1]))
+                hit = len(k) > 0
+                kp.append(k[0] if hit else np.zeros((NUM_LANDMARKS, 2), np.float32))
+                conf.append(c[0] if hit else np.zeros(NUM_LANDMARKS, np.float32))
+                world.append(w[0] if hit else np.zeros((NUM_LANDMARKS, 3), np.float32))
+                found.append(hit)
+                if progress is not None:
+                    progress(len(found))
+    finally:
+        cap.release()
+    if not found:
+        raise ValueError(f"{video}: no frame could be decoded")
+    return {"keypoints_px": np.stack(kp), "conf": np.stack(conf), "world_m": np.stack(world),
+            "found": np.array(found), "fps": np.float64(fps), "image_wh": np.array(image_wh)}
+
+
+def cached_detections(video: str | os.PathLike, cache_dir: str | os.PathLike,
+                      settings: DetectorSettings = DetectorSettings(), max_frames: int = 0,
+                      progress=None) -> tuple[dict[str, np.ndarray], Path, bool]:
+    """`detect_video`, cached by the video's content and the settings.
+
+    Returns (detections, cache file (its stem ends with the key), whether it came from the cache)."""
+    from diffhpe_ros import pose_detector
+
+    key = cache_key(CACHE_VERSION, file_sha256(video), asdict(settings), max_frames,
+                    source_hash(pose_detector))
+    path = Path(cache_dir) / "video_check" / f"det_{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}, path, True
+    det = detect_video(video, settings, max_frames, progress)
+    atomic_save_npz(path, **det)
+    return det, path, False
+
+
+# --- lifting a view as the node does --------------------------------------------------------
+
+
+def lift_kwargs(lifter, camera: Camera) -> dict:
+    """Extra keywords of `lifter.lift` for this camera: its intrinsics when the runtime takes them
+    (a camera-aware model uses them; the others ignore them)."""
+    if "intrinsics" in inspect.signature(lifter.lift).parameters:
+        return {"intrinsics": camera.intrinsics[None].astype(np.float32)}
+    return {}
+
+
+def lift_stream(lifter, keypoints_px: np.ndarray, conf: np.ndarray, found: np.ndarray,
+                fps: float, camera: Camera, node_params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lift one view's MediaPipe stream frame by frame, as diffhpe_ros/lifter_node.py does.
+
+    keypoints_px (T, 33, 2), conf (T, 33), found (T,): MediaPipe's output per frame; fps: the
+    video's rate (stamps t / fps). Each frame is mapped to H36M-17, masked at the node's
+    confidence threshold, pushed into a CausalWindow on the model's grid and lifted; the output is
+    the window's last frame (causal). Frames with no person or fewer than min_visible_joints
+    visible joints are not lifted (the node lifts nobody there either).
+    Returns (pose_m (T, 17, 3) root-relative camera frame, lifted (T,) bool).
+    """
+    p = {**DEFAULTS, **(node_params or {})}
+    kp17, conf17 = to_h36m17(keypoints_px, conf, "mediapipe33")
+    mask = confidence_mask(conf17, p["confidence_threshold"])
+    window = CausalWindow(lifter.window, lifter.fps, p["max_gap_s"])
+    extra = lift_kwargs(lifter, camera)
+    out = np.zeros((len(found), NUM_JOINTS, 3))
+    lifted = np.zeros(len(found), bool)
+    for t in range(len(found)):
+        if not found[t] or mask[t].sum() < p["min_visible_joints"]:
+            continue
+        window.push(t / fps, kp17[t], mask[t])
+        points, m = window.current()
+        pose, _ = lifter.lift(points[None], m[None], camera.image_wh.astype(np.float32),
+                              noise_slots=np.zeros(1, np.int64), **extra)
+        out[t] = pose[0, -1] - pose[0, -1, :1]
+        lifted[t] = np.isfinite(out[t]).all()
+    return out, lifted
+
+
+# --- the triangulated reference (cached) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """How the reference is triangulated and which frames count (see triangulation.py)."""
+
+    min_conf: float = 0.5  # the node's confidence_threshold: points below it are not used
+    max_error_px: float = 20.0  # Pose2Sim's association threshold (reproj_error_threshold_association)
+    f_scale_px: float = 5.0  # robust loss: residuals beyond ~5 px count linearly
+    min_points: int = 8  # landmarks a view needs above min_conf to take part in a frame
+
+
+def stack_views(detections: dict[str, dict[str, np.ndarray]], cameras: list[str]):
+    """Per-view detections -> (uv (V, T, 33, 2), conf (V, T, 33) with 0 where nobody was found),
+    cut to the shortest view (T frames)."""
+    t = min(len(detections[c]["found"]) for c in cameras)
+    uv = np.stack([detections[c]["keypoints_px"][:t] for c in cameras]).astype(np.float64)
+    conf = np.stack([detections[c]["conf"][:t] * detections[c]["found"][:t, None]
+                     for c in cameras]).astype(np.float64)
+    return uv, conf
+
+
+def cached_reference(detections: dict[str, dict[str, np.ndarray]], det_keys: dict[str, str],
+                     cameras: dict[str, Camera], cache_dir: str | os.PathLike,
+                     settings: ReferenceSettings = ReferenceSettings()
+                     ) -> tuple[dict[str, np.ndarray], Path, bool]:
+    """`triangulation.multiview_reference` of all 33 landmarks over the views in `cameras`
+    (their order), cached by the detections' cache keys, the calibration and the settings."""
+    from diffhpe_models import triangulation
+
+    names = list(cameras)
+    calib = {n: [cameras[n].R.tolist(), cameras[n].t.tolist(), cameras[n].intrinsics.tolist()]
+             for n in names}
+    key = cache_key(CACHE_VERSION, [det_keys[n] for n in names], calib, asdict(settings),
+                    source_hash(triangulation))
+    path = Path(cache_dir) / "video_check" / f"ref_{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}, path, True
+    uv, conf = stack_views(detections, names)
+    ref = triangulation.multiview_reference(uv, conf, [cameras[n] for n in names], **asdict(settings))
+    atomic_save_npz(path, **ref)
+    return ref, path, False
+
+
+# --- the compared poses, in one view's camera frame --------------------------------------------
+
+
+def reference_in_camera(points_w: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Triangulated MediaPipe-33 landmarks (T, 33, 3) world metres (NaN = not triangulated) ->
+    (H36M-17 root-relative in the camera frame (T, 17, 3), valid (T,): every joint present)."""
+    present = np.isfinite(points_w).all(axis=-1).astype(np.float64)
+    p17, c17 = to_h36m17(np.nan_to_num(points_w), present, "mediapipe33")
+    cam = camera.world_to_camera(p17)
+    return cam - cam[:, :1], (c17 > 0).all(axis=-1)
+
+
+def mediapipe_world_in_camera(detections: dict[str, np.ndarray], camera: Camera,
+                              frame: str = "camera") -> np.ndarray:
+    """MediaPipe's world landmarks of one view as H36M-17 (T, 17, 3), root-relative, in the
+    camera frame (see triangulation.world_landmarks_to_camera; the ray is the one through the
+    detected hips' midpoint)."""
+    from diffhpe_models.triangulation import world_landmarks_to_camera
+
+    w17, _ = to_h36m17(detections["world_m"], detections["conf"], "mediapipe33")
+    uv17, _ = to_h36m17(detections["keypoints_px"], detections["conf"], "mediapipe33")
+    cam = world_landmarks_to_camera(w17, uv17[:, 0], camera.intrinsics, frame)
+    return cam - cam[:, :1]
+
+
+# --- the check ----------------------------------------------------------------------------------
+
+MEDIAPIPE_ROW = "mediapipe_world"  # the baseline: world landmarks, axes = the camera's
+MEDIAPIPE_RAY_ROW = "mediapipe_world_ray"  # the same, turned onto the ray through the person
+# Goals of issue 8: a model's value at most this fraction of the baseline's.
+GOALS = {"mpjpe_mm": 0.8, "p_mpjpe_mm": 0.8, "jitter_mm": 0.5}
+
+
+def run_check(source: str, models: dict[str, str], views: list[str] | None = None,
+              cache_dir: str | os.PathLike = ".cache", max_frames: int = 300,
+              detector: DetectorSettings = DetectorSettings(),
+              reference: ReferenceSettings = ReferenceSettings(), log=print) -> dict:
+    """The real-video check: MediaPipe on every view (cached), the triangulated reference (cached),
+    each model lifting each view in `views` frame by frame, metrics per row pooled over views.
+
+    models: {row name: model file}. Every row is scored on the same frames: those of each view
+    where the view is one of the >= 3 views that agree on the person, every reference joint is
+    triangulated, MediaPipe found the person and every model lifted it.
+    """
+    from diffhpe_models.runtime import load_lifter
+    from diffhpe_models.triangulation import pool_metrics, stream_metrics
+    from diffhpe_ros.demo_videos import multiview_demo
+
+    videos, cameras = multiview_demo(source, cache_dir)
+    views = list(views or cameras)
+    unknown = sorted(set(views) - set(cameras))
+    if unknown:
+        raise ValueError(f"views {unknown} are not cameras of {source} ({sorted(cameras)})")
+    dets, keys = {}, {}
+    for name, video in videos.items():
+        dets[name], path, hit = cached_detections(video, cache_dir, detector, max_frames)
+        keys[name] = path.stem
+        log(f"{name}: MediaPipe {'from cache' if hit else 'ran'} ({path}): "
+            f"{int(dets[name]['found'].sum())}/{len(dets[name]['found'])} frames with a person")
+    fps = {float(d["fps"]) for d in dets.values()}
+    if len(fps) != 1:
+        raise ValueError(f"{source}: views run at different rates {sorted(fps)}")
+    fps = fps.pop()
+    ref, path, hit = cached_reference(dets, keys, cameras, cache_dir, reference)
+    log(f"reference {'from cache' if hit else 'triangulated'} ({path})")
+    names = list(cameras)
+    lifters = {row: load_lifter(p, fixed_noise=DEFAULTS["fixed_noise"], seed=DEFAULTS["seed"],
+                                intra_op_threads=1) for row, p in models.items()}
+    parts = {row: [] for row in [*models, MEDIAPIPE_ROW, MEDIAPIPE_RAY_ROW]}
+    loo_parts = {row: [] for row in parts}
+    per_view = {}
+    for view in views:
+        i, cam, det = names.index(view), cameras[view], dets[view]
+        t_len = ref["points"].shape[0]
+        det = {k: det[k][:t_len] for k in ("keypoints_px", "conf", "world_m", "found")}
+        ref_cam, ref_ok = reference_in_camera(ref["points"], cam)
+        loo_cam, loo_ok = reference_in_camera(ref["points_loo"][i], cam)
+        preds, ok = {}, ref["consistent"][:, i] & ref_ok & det["found"]
+        for row, lifter in lifters.items():
+            preds[row], lifted = lift_stream(lifter, det["keypoints_px"], det["conf"],
+                                             det["found"], fps, cam)
+            ok &= lifted
+        preds[MEDIAPIPE_ROW] = mediapipe_world_in_camera(det, cam, "camera")
+        preds[MEDIAPIPE_RAY_ROW] = mediapipe_world_in_camera(det, cam, "ray")
+        loo_keep = ok & loo_ok
+        per_view[view] = {"frames": int(ok.sum()), "frames_in_video": int(t_len),
+                          "person_found": int(det["found"].sum()),
+                          "view_agrees": int(ref["consistent"][:, i].sum()),
+                          "median_reprojection_error_px": _median_finite(ref["error_px"][i][ok]),
+                          "leave_one_out_frames": int(loo_keep.sum()),
+                          "leave_one_out_reprojection_error_px": _median_finite(
+                              ref["error_loo_px"][i][loo_keep])}
+        log(f"{view}: {per_view[view]}")
+        for row, pred in preds.items():
+            parts[row].append(stream_metrics(pred, ref_cam, ok))
+            loo_parts[row].append(stream_metrics(pred, loo_cam, loo_keep))
+    rows = {}
+    for row in parts:
+        rows[row] = pool_metrics(parts[row])
+        loo = pool_metrics(loo_parts[row])
+        rows[row]["leave_one_out"] = {k: loo[k] for k in ("frames", "mpjpe_mm", "p_mpjpe_mm")}
+        if row in models:
+            rows[row]["model"] = str(models[row])
+            rows[row]["backend"] = lifters[row].backend_name
+            rows[row]["intrinsics_given"] = bool(lift_kwargs(lifters[row], cameras[views[0]]))
+    base = rows[MEDIAPIPE_ROW]
+    for row, r in rows.items():
+        r["ratio_to_mediapipe"] = {k: _ratio(r[k], base[k]) for k in GOALS}
+        if row in models:
+            r["goals"] = {k: {"ratio": r["ratio_to_mediapipe"][k], "goal": g,
+                              "target": None if base[k] is None else g * base[k],
+                              "met": r["ratio_to_mediapipe"][k] is not None
+                              and r["ratio_to_mediapipe"][k] <= g} for k, g in GOALS.items()}
+    return {"source": source, "video_fps": fps, "views": views, "per_view": per_view,
+            "settings": {"detector": asdict(detector), "reference": asdict(reference),
+                         "max_frames": max_frames, "node_defaults": {
+                             k: DEFAULTS[k] for k in ("confidence_threshold", "min_visible_joints",
+                                                      "max_gap_s", "fixed_noise", "seed")}},
+            "rows": rows}
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b == 0 else float(a / b)
+
+
+def _median_finite(x: np.ndarray):
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if x.size else None
