@@ -29,18 +29,16 @@ import numpy as np
 from . import tensorrt_ops
 from .atomic import atomic_write_bytes, atomic_write_json
 from .camera import guess_intrinsics
+from .contract import ManifestError  # noqa: F401  (raised by read_manifest; callers catch it here)
 from .contract import (ENGINE_MANIFEST_FORMAT, MANIFEST_FORMAT, MAX_PERSONS, MIN_PERSONS,
-                       OPT_PERSONS, OUTPUT_NAMES, PERSONS, ManifestError, describe_pipeline,
-                       engine_path_for, gpu_name, graph_metadata, import_tensorrt, input_names,
-                       io_shapes, manifest_path, manifest_problems, read_manifest, sha256_file)
+                       OPT_PERSONS, OUTPUT_NAMES, PERSONS, describe_pipeline, engine_path_for,
+                       gpu_name, graph_metadata, import_tensorrt, input_names, io_shapes,
+                       manifest_path, manifest_problems, read_manifest, sha256_file)
 from .skeleton import NUM_JOINTS
 
 OPSET = 17
 # Parity of ONNX Runtime against PyTorch (FP32), metres.
 PARITY_TOLERANCE_M = 1e-4
-__all__ = ["ManifestError", "read_manifest", "manifest_path", "sha256_file", "engine_path_for",
-           "MIN_PERSONS", "OPT_PERSONS", "MAX_PERSONS", "ENGINE_MANIFEST_FORMAT",
-           "MANIFEST_FORMAT", "OUTPUT_NAMES"]  # re-exported from contract for the exporter's users
 
 
 class ExportError(RuntimeError):

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from diffhpe_models import evaluation as ev
 from diffhpe_models import metrics, mocap
