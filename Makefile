@@ -35,7 +35,7 @@ $(FULL_DATASET): $(STAMP)
 	$(PY) training/prepare_data.py --bandai-namco $(BANDAI_NAMCO) --out $(FULL_DATASET)
 
 demo: $(STAMP)
-	$(PY) -m diffhpe_ros.demo --out docs/demo
+	$(PY) -m diffhpe_ros.demo --offline --out docs/demo
 
 test: $(STAMP) $(DATASET)
 	$(PY) -m pytest -q tests

@@ -9,6 +9,7 @@ import time
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_log_"))
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
@@ -16,8 +17,8 @@ from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 from diffhpe_ros.bag import read_bag  # noqa: E402
-from diffhpe_ros.demo import (load_run, main, run_demo, spin_recording_errors,  # noqa: E402
-                              wait_while_spinning)
+from diffhpe_ros.demo import (load_run, main, report, run_demo,  # noqa: E402
+                              spin_recording_errors, wait_while_spinning)
 
 N_FRAMES = 30
 
@@ -29,8 +30,43 @@ def demo_run(tiny_checkpoint, tmp_path_factory):
     # lifter publishes them root-relative (use_camera_info false) instead of dropping them.
     summary = run_demo("pose2sim", model_path=str(tiny_checkpoint), out_dir=str(out),
                        max_frames=N_FRAMES, rate_factor=0.25, params_file=None,
+                       lifter_overrides={"use_camera_info": False}, offline=False)
+    return summary, out
+
+
+@pytest.fixture(scope="module")
+def offline_run(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_offline")
+    summary = run_demo("pose2sim", model_path=str(tiny_checkpoint), out_dir=str(out),
+                       max_frames=N_FRAMES, params_file=None, offline=True,
                        lifter_overrides={"use_camera_info": False})
     return summary, out
+
+
+def test_offline_lifts_every_frame_with_video_stamps(offline_run):
+    summary, out = offline_run
+    assert summary.mode == "offline"
+    assert (summary.frames_published, summary.keypoint_messages, summary.lifted_frames,
+            summary.frames_dropped) == (N_FRAMES, N_FRAMES, N_FRAMES, 0)
+    run = load_run(out / "bag")
+    stamps = sorted(run["/keypoints2d"])
+    assert sorted(run["/pose3d"]) == stamps and len(stamps) == N_FRAMES
+    # the video's own time base (60 fps), not the clock: exact steps however slow the machine
+    steps_ns = np.diff(stamps)
+    assert np.all(np.abs(steps_ns - 1e9 / 60) < 1e3), steps_ns
+    for stamp, (recv_ns, msg) in run["/pose3d"].items():
+        assert len(msg.poses) == 17 and recv_ns >= run["/keypoints2d"][stamp][0]
+    infos = [deserialize_message(m.raw, CameraInfo) for m in read_bag(out / "bag", ["/camera_info"])]
+    assert len(infos) == N_FRAMES and infos[0].k[0] == pytest.approx(1681.24 / 2, abs=0.1)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["lifted_frames"] == N_FRAMES and saved["end_to_end_p50_ms"] is None
+    assert list(saved["stage_ms"]) == ["decode", "detect", "lift", "render"]
+    assert all(v["frames"] == N_FRAMES and v["p50"] > 0 for v in saved["stage_ms"].values())
+    assert summary.throughput_fps > 0
+    cap = cv2.VideoCapture(str(out / "demo.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N_FRAMES
+    text = report(summary)
+    assert "30 lifted frames; 0 dropped" in text and "decode" in text and "render" in text
 
 
 def test_demo_records_lifts_and_measures(demo_run):
@@ -56,7 +92,11 @@ def test_demo_records_lifts_and_measures(demo_run):
     # the demo video's own calibration (pose2sim cam01, fx = 1681 px at full size), scaled by 0.5
     assert infos and infos[0].k[0] == pytest.approx(1681.24 / 2, abs=0.1) and infos[0].width == 540
     saved = json.loads((out / "summary.json").read_text())
-    assert saved["lifted_frames"] == summary.lifted_frames
+    assert saved["lifted_frames"] == summary.lifted_frames and saved["mode"] == "realtime"
+    # the person is in every frame: whatever was not lifted was dropped, and is counted
+    assert summary.frames_dropped == N_FRAMES - summary.lifted_frames
+    assert saved["stage_ms"]["decode"]["frames"] == N_FRAMES
+    assert saved["stage_ms"]["detect"]["frames"] == summary.keypoint_messages
 
 
 def test_demo_renders_video_and_strip(demo_run):
@@ -73,11 +113,18 @@ def test_demo_renders_video_and_strip(demo_run):
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
-def test_demo_cli_rejects_bad_arguments(tmp_path):
+def test_demo_cli_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--lifter-param", "no_separator", "--out", str(tmp_path)])
     with pytest.raises(FileNotFoundError, match="video_path"):
         run_demo(str(tmp_path / "missing.mp4"), out_dir=str(tmp_path), params_file=None)
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    for mode in ("--offline", "--realtime"):
+        assert main(["--video", str(clip), mode, "--scale", "0.0001", "--out", str(tmp_path)]) == 2
+    assert "scale=0.0001 makes the 64x48 video 0x0 pixels" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
