@@ -12,17 +12,15 @@ import hashlib
 import inspect
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from diffhpe_models.atomic import atomic_save_npz
 from diffhpe_models.camera import Camera
-from diffhpe_models.occlusion import confidence_mask
 from diffhpe_models.skeleton import NUM_JOINTS, to_h36m17
 from diffhpe_ros.params import DEFAULTS
-from diffhpe_ros.window_buffer import CausalWindow
 
 CACHE_VERSION = 1  # bump when what is cached changes meaning
 
@@ -124,41 +122,59 @@ def cached_detections(video: str | os.PathLike, cache_dir: str | os.PathLike,
 # --- lifting a view as the node does --------------------------------------------------------
 
 
-def lift_kwargs(lifter, camera: Camera) -> dict:
-    """Extra keywords of `lifter.lift` for this camera: its intrinsics when the runtime takes them
-    (a camera-aware model uses them; the others ignore them)."""
-    if "intrinsics" in inspect.signature(lifter.lift).parameters:
-        return {"intrinsics": camera.intrinsics[None].astype(np.float32)}
-    return {}
+def takes_intrinsics(lifter) -> bool:
+    """Whether this runtime's `lift` takes camera intrinsics (a camera-aware model uses them)."""
+    return "intrinsics" in inspect.signature(lifter.lift).parameters
+
+
+def core_settings(node_params: dict | None = None):
+    """The lifter node's settings: params.DEFAULTS with `node_params` over them, each validated;
+    no output rate limit (every frame is lifted, as diffhpe_ros/offline.py does)."""
+    from diffhpe_ros import params
+    from diffhpe_ros.lifter_core import Settings
+
+    values = {**DEFAULTS, **(node_params or {}), "max_output_rate_hz": 0.0}
+    for name, value in values.items():
+        reason = params.validate(name, value)
+        if reason is not None:
+            raise ValueError(f"lifter parameter {reason}")
+    return Settings(**{f.name: values[f.name] for f in fields(Settings)})
 
 
 def lift_stream(lifter, keypoints_px: np.ndarray, conf: np.ndarray, found: np.ndarray,
-                fps: float, camera: Camera, node_params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Lift one view's MediaPipe stream frame by frame, as diffhpe_ros/lifter_node.py does.
+                fps: float, camera: Camera, node_params: dict | None = None,
+                warn=None) -> tuple[np.ndarray, np.ndarray]:
+    """Lift one view's MediaPipe stream frame by frame through the lifter node's own logic
+    (lifter_core.LifterCore: H36M-17 mapping, confidence mask, tracking, causal windows on the
+    model's grid, noise slots, output checks), fed what the node would get: the camera's
+    intrinsics as camera_info (passed on to `lift` when the runtime takes them), then one
+    keypoints message per frame stamped t / fps.
 
-    keypoints_px (T, 33, 2), conf (T, 33), found (T,): MediaPipe's output per frame; fps: the
-    video's rate (stamps t / fps). Each frame is mapped to H36M-17, masked at the node's
-    confidence threshold, pushed into a CausalWindow on the model's grid and lifted; the output is
-    the window's last frame (causal). Frames with no person or fewer than min_visible_joints
-    visible joints are not lifted (the node lifts nobody there either).
-    Returns (pose_m (T, 17, 3) root-relative camera frame, lifted (T,) bool).
+    keypoints_px (T, 33, 2), conf (T, 33), found (T,): MediaPipe's output per frame.
+    Returns (pose_m (T, 17, 3) root-relative camera frame, lifted (T,) bool): frames with nobody,
+    too few visible joints or an output the node would not publish are not lifted.
     """
-    p = {**DEFAULTS, **(node_params or {})}
-    kp17, conf17 = to_h36m17(keypoints_px, conf, "mediapipe33")
-    mask = confidence_mask(conf17, p["confidence_threshold"])
-    window = CausalWindow(lifter.window, lifter.fps, p["max_gap_s"])
-    extra = lift_kwargs(lifter, camera)
+    from diffhpe_ros.checks import Intrinsics, keypoints_from_xyz
+    from diffhpe_ros.lifter_core import LifterCore
+
+    core = LifterCore(core_settings(node_params), lifter, warn=warn or (lambda text: None),
+                      info=lambda text: None)
+    core.on_camera_info(Intrinsics(camera.width, camera.height, *map(float, camera.intrinsics)))
+    if not takes_intrinsics(lifter):
+        core.intrinsics = None  # an older runtime: image size only (the node's parameters)
+        core.settings = replace(core.settings, image_width=camera.width,
+                                image_height=camera.height)
+    xyz = np.concatenate([keypoints_px, conf[..., None]], axis=-1).astype(np.float64)
     out = np.zeros((len(found), NUM_JOINTS, 3))
     lifted = np.zeros(len(found), bool)
     for t in range(len(found)):
-        if not found[t] or mask[t].sum() < p["min_visible_joints"]:
+        kp = keypoints_from_xyz(xyz[t] if found[t] else np.zeros((0, 3)), xyz.shape[1])
+        if not core.on_keypoints(t / fps, kp, tag=t, received_s=0.0):
             continue
-        window.push(t / fps, kp17[t], mask[t])
-        points, m = window.current()
-        pose, _ = lifter.lift(points[None], m[None], camera.image_wh.astype(np.float32),
-                              noise_slots=np.zeros(1, np.int64), **extra)
-        out[t] = pose[0, -1] - pose[0, -1, :1]
-        lifted[t] = np.isfinite(out[t]).all()
+        result = core.lift(core.slot.take(timeout_s=0.0))
+        if len(result.track_ids):
+            out[t] = result.pose_m[0] - result.pose_m[0, :1]
+            lifted[t] = True
     return out, lifted
 
 
@@ -311,8 +327,9 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
         rows[row]["leave_one_out"] = {k: loo[k] for k in ("frames", "mpjpe_mm", "p_mpjpe_mm")}
         if row in models:
             rows[row]["model"] = str(models[row])
+            rows[row]["model_sha256"] = file_sha256(models[row])
             rows[row]["backend"] = lifters[row].backend_name
-            rows[row]["intrinsics_given"] = bool(lift_kwargs(lifters[row], cameras[views[0]]))
+            rows[row]["intrinsics_given"] = takes_intrinsics(lifters[row])
     base = rows[MEDIAPIPE_ROW]
     for row, r in rows.items():
         r["ratio_to_mediapipe"] = {k: _ratio(r[k], base[k]) for k in GOALS}

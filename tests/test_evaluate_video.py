@@ -5,6 +5,8 @@ The full check (MediaPipe on 4 videos) runs in training/evaluate_video.py, not h
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -210,10 +212,15 @@ def test_qca_cameras_follow_the_pose2sim_conversion():
     assert uv[1, 1] < uv[0, 1]
 
 
-def test_lift_stream_matches_the_lifter_on_the_nodes_window(tiny_onnx):
+# The shipped model: the node publishes only poses it can place in front of the camera, which an
+# untrained one cannot.
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "diffhpe_lifter.onnx"
+
+
+def test_lift_stream_matches_the_lifter_on_the_nodes_window():
     from diffhpe_models.runtime import load_lifter
     from diffhpe_models.skeleton import to_h36m17
-    from diffhpe_ros.video_check import lift_kwargs, lift_stream
+    from diffhpe_ros.video_check import lift_stream, takes_intrinsics
     from diffhpe_ros.window_buffer import CausalWindow
 
     cam = ring_cameras(1)[0]
@@ -224,19 +231,22 @@ def test_lift_stream_matches_the_lifter_on_the_nodes_window(tiny_onnx):
     found = np.ones(t_len, bool)
     found[3] = False  # nobody in frame 3
     conf[5] = 0.1  # everybody below the confidence threshold in frame 5
-    lifter = load_lifter(tiny_onnx, fixed_noise=True)
+    lifter = load_lifter(SHIPPED_MODEL, fixed_noise=True)
     pose, lifted = lift_stream(lifter, kp, conf, found, 60.0, cam)
     np.testing.assert_array_equal(lifted, [1, 1, 1, 0, 1, 0, 1, 1])
     assert np.all(pose[~lifted] == 0) and np.all(pose[lifted][:, 0] == 0)
-    # Frame 7 by hand: the window the node would hold, lifted, its last frame root-relative.
+    # Frame 7 by hand: the window the node holds, lifted with the camera's intrinsics, its last
+    # frame made root-relative.
     window = CausalWindow(lifter.window, lifter.fps, 0.5)
     kp17, c17 = to_h36m17(kp, conf, "mediapipe33")
     for t in (0, 1, 2, 4, 6, 7):
-        window.push(t / 60.0, kp17[t], (c17[t] >= 0.5).astype(np.float32))
+        m = (c17[t] >= 0.5).astype(np.float32)
+        window.push(t / 60.0, kp17[t], m)
     points, mask = window.current()
-    again = load_lifter(tiny_onnx, fixed_noise=True)
+    again = load_lifter(SHIPPED_MODEL, fixed_noise=True)
+    extra = {"intrinsics": cam.intrinsics[None].astype(np.float32)} if takes_intrinsics(again) else {}
     out, _ = again.lift(points[None], mask[None], cam.image_wh.astype(np.float32),
-                        noise_slots=np.zeros(1, np.int64), **lift_kwargs(again, cam))
+                        noise_slots=np.zeros(1, np.int64), **extra)
     np.testing.assert_allclose(pose[7], out[0, -1] - out[0, -1, :1], atol=1e-5)
 
 
