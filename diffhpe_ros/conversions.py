@@ -140,7 +140,8 @@ def pose3d_to_point_cloud2(pose_m: np.ndarray, spread_m: np.ndarray, person_ids:
         raise ValueError(f"need spread (P, 17) and ids (P,) for P={p}, got {spread_m.shape}, "
                          f"{person_ids.shape}")
     if not np.isfinite(spread_m).all() or np.abs(spread_m).max(initial=0.0) > FLOAT32_MAX:
-        raise ValueError("spread holds non-finite values; refusing to publish them")
+        raise ValueError("spread holds non-finite values or values beyond float32's range; "
+                         "refusing to publish them")
     points = np.zeros(p * NUM_JOINTS, dtype=POINT_DTYPE)
     points["x"], points["y"], points["z"] = (pose_m[..., i].reshape(-1) for i in range(3))
     points["spread"] = spread_m.reshape(-1)

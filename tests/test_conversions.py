@@ -192,3 +192,16 @@ def test_diagnostic_array():
         cv.diagnostic_values(msg, "other")
     with pytest.raises(ValueError, match="level"):
         cv.diagnostic_array(cv.s_to_stamp(0.0), "x", "", "fine", "", {})
+
+
+def test_values_beyond_float32_are_never_published():
+    # Issue 10, item 2: 1e39 is finite in float64 but +inf in PointCloud2's float32 fields.
+    pose = np.zeros((1, 17, 3))
+    pose[0, 0, 2] = 1e39
+    with pytest.raises(ValueError, match="float32"):
+        cv.pose3d_to_point_cloud2(pose, np.zeros((1, 17)), np.array([0]), header())
+    with pytest.raises(ValueError, match="float32"):
+        cv.pose3d_to_pose_array(pose, header())
+    with pytest.raises(ValueError, match="spread .* float32"):
+        cv.pose3d_to_point_cloud2(np.zeros((1, 17, 3)), np.full((1, 17), 1e39), np.array([0]),
+                                  header())
