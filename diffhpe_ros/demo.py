@@ -73,7 +73,7 @@ class DemoSummary:
     frames_published: int  # frames decoded and sent to the detector
     keypoint_messages: int  # frames the detector processed
     lifted_frames: int  # frames with a /pose3d
-    frames_dropped: int  # frames with a person in view that never got a /pose3d
+    frames_dropped: int  # frames never lifted though a person was in view, or never published
     video_fps: float
     throughput_fps: float  # frames through decode -> detect -> lift per second of wall time
     achieved_rate_hz: float  # lifted frames per second, first to last /pose3d
@@ -98,8 +98,9 @@ def load_run(bag_path: Path) -> dict[str, dict[int, tuple[int, PoseArray]]]:
 
 
 def summarise(video: str, mode: str, run: dict, frames_published: int, video_fps: float,
-              wall_s: float, stage_ms: dict[str, list[float]]) -> DemoSummary:
-    """Counts, latencies and stage times of a run (see the module docstring for definitions)."""
+              wall_s: float, stage_ms: dict[str, list[float]], skipped: int = 0) -> DemoSummary:
+    """Counts, latencies and stage times of a run (see the module docstring for definitions);
+    skipped: frames the source passed over (real time, decoding behind the file's clock)."""
     keypoints, pose3d = run["/keypoints2d"], run["/pose3d"]
     received_s = np.sort([t for t, _ in pose3d.values()]) / 1e9
     span_s = received_s[-1] - received_s[0] if len(received_s) > 1 else 0.0
@@ -109,7 +110,8 @@ def summarise(video: str, mode: str, run: dict, frames_published: int, video_fps
     return DemoSummary(
         video=video, mode=mode, frames_published=frames_published,
         keypoint_messages=len(keypoints), lifted_frames=len(pose3d),
-        frames_dropped=max(frames_published - empty - len(pose3d), 0), video_fps=video_fps,
+        frames_dropped=max(frames_published - empty - len(pose3d), 0) + skipped,
+        video_fps=video_fps,
         throughput_fps=len(keypoints) / wall_s if wall_s > 0 else float("nan"),
         achieved_rate_hz=(len(pose3d) - 1) / span_s if span_s > 0 else float("nan"),
         lift_latency_p50_ms=_pct(lift_ms, 50), lift_latency_p99_ms=_pct(lift_ms, 99),
@@ -193,8 +195,9 @@ def run_demo(video: str = "pose2sim", model_path: str | None = None, out_dir: st
         done = run_offline(video_path, values, out / "bag", RECORDED_TOPICS, scale=scale,
                            max_frames=max_frames, camera=camera, progress=progress)
         published, fps, wall_s, stage_ms = done.published, done.fps, done.wall_s, done.stage_ms
+        skipped = 0
     else:
-        published, fps, wall_s, stage_ms = _run_realtime(
+        published, fps, wall_s, stage_ms, skipped = _run_realtime(
             video_path, camera, values, out, max_frames, scale, rate_factor, context)
     run = load_run(out / "bag")
     stage_ms = dict(stage_ms)
@@ -203,7 +206,7 @@ def run_demo(video: str = "pose2sim", model_path: str | None = None, out_dir: st
         *_, stage_ms["render"] = render_run(video_path, scale, published, run, out,
                                             fps=fps * (1.0 if offline else rate_factor * lifted_share))
     summary = summarise(str(video), "offline" if offline else "realtime", run, len(published),
-                        fps, wall_s, stage_ms)
+                        fps, wall_s, stage_ms, skipped)
     atomic_write_json(out / "summary.json", _json_safe(asdict(summary)))
     return summary
 
@@ -225,7 +228,8 @@ def lifter_values(model_path: str | None, params_file: str | None, backend: str 
 
 def _run_realtime(video_path: Path, camera: dict, values: dict, out: Path, max_frames: int,
                   scale: float, rate_factor: float, context):
-    """The ROS nodes in real time; returns (published, fps, wall s, {stage: ms per frame})."""
+    """The ROS nodes in real time; returns (published, fps, wall s, {stage: ms per frame},
+    frames the source passed over)."""
     own_context = context is None
     if own_context:
         context = rclpy.Context()
@@ -267,7 +271,7 @@ def _run_realtime(video_path: Path, camera: dict, values: dict, out: Path, max_f
             node.destroy_node()  # the recorder finishes and renames the bag here
         if own_context:
             context.try_shutdown()
-    return source.published, source.fps, wall_s, stage_ms
+    return source.published, source.fps, wall_s, stage_ms, source.skipped
 
 
 def spin_recording_errors(executor, errors: list) -> None:

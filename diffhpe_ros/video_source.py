@@ -3,7 +3,8 @@
 Two ways to play the file:
 - real time (default): a timer publishes at fps * rate_factor, each frame stamped with the time it
   is published, like a camera driver. A consumer slower than that skips frames (the detector keeps
-  only the newest image), as it would with a camera.
+  only the newest image), as it would with a camera; when decoding itself falls a frame or more
+  behind the file's clock, the frames already due are passed over without being converted.
 - paced (`pace_topic` set, e.g. 'keypoints2d'): the next frame is published as soon as a
   geometry_msgs/PoseArray with the stamp of the previous one arrives on `pace_topic` (the
   detector's answer), so a slow detector processes every frame instead of skipping. Stamps then
@@ -23,7 +24,8 @@ Parameters (all read once at start):
   max_frames (int, 0 = all), frame_id (str, 'camera_optical_frame'),
   fov_deg (float, 60.0: horizontal field of view for the guess),
   fx, fy, cx, cy (float, 0 = guess; in pixels of the video file, before `scale`),
-  wait_for_subscriber (bool, true), pace_topic (str, '': real time), pace_timeout_s (float, 5.0).
+  wait_for_subscriber (bool, true), drop_late_frames (bool, true: real time passes over frames
+  already due), pace_topic (str, '': real time), pace_timeout_s (float, 5.0).
 """
 from __future__ import annotations
 
@@ -90,7 +92,8 @@ class VideoSource(Node):
     `finished` is set when the last frame has been published (never with loop=True);
     `published` lists (stamp_ns, frame_index) of every frame sent, so that an in-process consumer
     (the demo's renderer) can find the frame behind a stamp; `decode_ms` the decode (+ resize)
-    time of each frame; `resent` counts frames sent again after a pace timeout.
+    time of each frame; `resent` counts frames sent again after a pace timeout, `skipped` the
+    frames passed over in real time because decoding fell behind the file's clock.
     """
 
     def __init__(self, node_name: str = "video_source", **node_kwargs):
@@ -99,7 +102,7 @@ class VideoSource(Node):
             ("video_path", ""), ("loop", False), ("rate_factor", 1.0), ("scale", 1.0),
             ("max_frames", 0), ("frame_id", "camera_optical_frame"), ("fov_deg", 60.0),
             ("fx", 0.0), ("fy", 0.0), ("cx", 0.0), ("cy", 0.0), ("wait_for_subscriber", True),
-            ("pace_topic", ""), ("pace_timeout_s", 5.0))}
+            ("drop_late_frames", True), ("pace_topic", ""), ("pace_timeout_s", 5.0))}
         path = Path(p["video_path"])
         if not p["video_path"] or not path.is_file():
             raise FileNotFoundError(f"video_source: parameter video_path={p['video_path']!r} is not a file")
@@ -124,6 +127,11 @@ class VideoSource(Node):
         self.paced = bool(p["pace_topic"])
         self._sent = 0
         self.resent = 0
+        self.skipped = 0
+        self._drop_late = bool(p["drop_late_frames"])
+        self._rate = self.fps * p["rate_factor"]  # frames of the file per second (real time)
+        self._play_start: float | None = None
+        self._played = 0  # frames of the file published or skipped, real time
         self.published: list[tuple[int, int]] = []
         self.decode_ms: list[float] = []
         self.finished = threading.Event()
@@ -174,6 +182,8 @@ class VideoSource(Node):
         if self.finished.is_set() or not self._subscribed():
             return
         if not self.paced:
+            if self._drop_late:
+                self._catch_up()
             self._publish_next()
         elif self._in_flight is None:
             self._publish_next()  # the first frame
@@ -185,6 +195,20 @@ class VideoSource(Node):
             self._in_flight = (stamp_ns, time.monotonic(), image, info)
             self._info_pub.publish(info)
             self._image_pub.publish(image)
+
+    def _catch_up(self) -> None:
+        """Real time: when decoding fell behind the file's clock by a frame or more, pass over
+        the frames that are already due (not decoded into images nobody will see), as a camera
+        drops frames instead of slowing time down."""
+        now = time.monotonic()
+        if self._play_start is None:
+            self._play_start = now
+            return
+        behind = int((now - self._play_start) * self._rate) - self._played
+        if behind > 0:
+            n = self._video.skip(behind)
+            self.skipped += n
+            self._played += n
 
     def _on_pace(self, msg: PoseArray) -> None:
         if self._in_flight is not None and stamp_to_ns(msg.header.stamp) == self._in_flight[0]:
@@ -202,6 +226,7 @@ class VideoSource(Node):
     def _publish_next(self) -> None:
         frame = self._next if self._next is not None else self._read()
         self._next = None
+        self._played += 1
         if frame is None:
             self._finish()
             return
@@ -225,7 +250,8 @@ class VideoSource(Node):
         self._timer.cancel()
         self._in_flight = None
         self.finished.set()
-        self.get_logger().info(f"published {self._sent} frames; done")
+        skipped = f" ({self.skipped} passed over: decoding fell behind)" if self.skipped else ""
+        self.get_logger().info(f"published {self._sent} frames{skipped}; done")
 
     def destroy_node(self) -> None:
         if getattr(self, "_video", None) is not None:  # absent when __init__ failed

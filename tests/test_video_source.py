@@ -55,7 +55,7 @@ def test_publishes_real_frames_at_file_rate(context, pose2sim_video):
     assert len(images) >= n - 2, "best-effort images: at most a couple lost in one process"
 
     cap = cv2.VideoCapture(str(path))
-    frames = [cap.read()[1] for _ in range(n)]
+    frames = [cap.read()[1] for _ in range(n + source.skipped)]
     by_stamp = dict(source.published)
     for _, msg in images:
         assert (msg.width, msg.height, msg.encoding) == (540, 960, "bgr8")
@@ -69,7 +69,10 @@ def test_publishes_real_frames_at_file_rate(context, pose2sim_video):
     # 1080x1920 frames in time, so only a loose upper bound here (the rate itself is checked on
     # the small video below)
     assert 0.9 / 60 < np.median(np.diff(stamps_s)) < 6 / 60
-    assert [i for _, i in source.published] == list(range(n))
+    # real time: a frame whose time has passed while decoding lagged is passed over, not sent late
+    indices = [i for _, i in source.published]
+    assert indices[0] == 0 and np.all(np.diff(indices) >= 1)
+    assert indices[-1] + 1 == n + source.skipped
 
     # camera_info: same header as the image; default intrinsics are the 60 degree guess, scaled.
     fx_expected = 1080 / (2 * math.tan(math.radians(30))) * 0.5
@@ -84,7 +87,8 @@ def test_publishes_real_frames_at_file_rate(context, pose2sim_video):
 
 
 def test_intrinsics_from_parameters_and_loop(context, tmp_path):
-    # A 5-frame, 30 fps video whose frame i is uniformly grey level 40*i: order is visible.
+    # A 5-frame, 30 fps video whose frame i is uniformly grey level 40*i: order is visible
+    # (every frame, even on a loaded machine: drop_late_frames off).
     path = tmp_path / "five.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
     for i in range(5):
@@ -92,7 +96,7 @@ def test_intrinsics_from_parameters_and_loop(context, tmp_path):
     writer.release()
     source, images, infos = run_source(context, {
         "video_path": str(path), "loop": True, "max_frames": 12, "rate_factor": 2.0,
-        "fx": 100.0, "cy": 20.0, "frame_id": "cam"})
+        "fx": 100.0, "cy": 20.0, "frame_id": "cam", "drop_late_frames": False})
     assert [i for _, i in source.published] == [0, 1, 2, 3, 4] * 2 + [0, 1]
     levels = [int(np.median(rgb_from_image_msg(m))) for _, m in images]
     expected = [40 * i for _, i in source.published][: len(levels)]
@@ -212,4 +216,27 @@ def test_paced_source_resends_a_frame_nobody_answered(context, tmp_path):
                                   "pace_timeout_s": 0.3}, consumer)
     assert source.resent == 1 and [i for _, i in source.published] == [0, 1, 2]
     assert consumer.stamps == [s for s, _ in source.published][:1] + [s for s, _ in source.published]
+    source.destroy_node()
+
+
+def test_real_time_passes_over_frames_it_is_late_for(context, tmp_path):
+    # A source whose executor is stalled for 10 frame periods: it does not send those frames
+    # late (stamped with the wrong time), it passes over them and goes on with the due one.
+    path = grey_video(tmp_path / "grey.mp4", 40, fps=50.0)
+    sink = Node("sink", context=context)
+    sink.create_subscription(Image, "image", lambda m: None, qos_profile_sensor_data)
+    source = VideoSource(context=context, parameter_overrides=[Parameter("video_path", value=str(path))])
+    ex = SingleThreadedExecutor(context=context)
+    ex.add_node(sink)
+    ex.add_node(source)
+    end = time.monotonic() + 10
+    while len(source.published) < 3 and time.monotonic() < end:
+        ex.spin_once(timeout_sec=0.01)
+    time.sleep(0.2)  # 10 periods of 20 ms
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not source.finished.is_set():
+        ex.spin_once(timeout_sec=0.01)
+    indices = [i for _, i in source.published]
+    assert source.skipped >= 8 and len(indices) + source.skipped == 40
+    assert np.all(np.diff(indices) >= 1) and max(np.diff(indices)) >= 9
     source.destroy_node()
