@@ -105,6 +105,10 @@ class Harness:
             else:
                 self.executor.spin_once(timeout_sec=0.0)
 
+    def received(self) -> int:
+        """keypoints2d messages the node received so far (good or bad)."""
+        return self.node.core.counters()["received_frames"]
+
     def counts(self) -> tuple[int, int, int]:
         """Messages received on pose3d, pose3d/points, pose3d/markers (compared elementwise)."""
         return len(self.poses), len(self.points), len(self.markers)
