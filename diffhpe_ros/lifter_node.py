@@ -28,7 +28,7 @@ from diffhpe_ros.conversions import (BadMessage, diagnostic_array, intrinsics_fr
                                      keypoints_from_pose_array, pose3d_to_point_cloud2,
                                      pose3d_to_pose_array, skeleton_markers, stamp_to_s)
 from diffhpe_ros.entry import run_node
-from diffhpe_ros.lifter_core import LifterCore, LiftResult, Settings  # noqa: F401 (Settings)
+from diffhpe_ros.lifter_core import LifterCore, LiftResult, Settings
 
 DEFAULT_FRAME_ID = "camera_optical_frame"
 DIAGNOSTIC_NAME = "diffhpe_ros: lifter"
