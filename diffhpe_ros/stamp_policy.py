@@ -60,6 +60,8 @@ class StampPolicy:
         if last - jump_s <= stamp_s < last:
             return StampVerdict(False, "stamp_backwards")  # late: never a clock jump
         pending = self._pending
+        if pending and stamp_s == pending[-1]:  # a duplicate neither confirms nor breaks a run
+            return StampVerdict(False, "stamp_repeated")
         if pending and not pending[-1] < stamp_s <= pending[-1] + jump_s:
             pending.clear()
         pending.append(stamp_s)

@@ -109,6 +109,9 @@ def test_stamps_that_disagree_never_confirm_a_jump():
         v = policy.check(0.0 if i % 2 else T0 + 3600.0, 1.0)
         assert not v.accepted and v.reason in ("stamp_backwards", "stamp_jump")
     assert policy.last_s == T0 and policy.check(T0 + 0.1, 1.0).accepted
+    for t in (5.0, 5.0, 5.1, 5.1):  # duplicated messages of a restarted clock
+        assert not policy.check(t, 1.0).accepted
+    assert policy.check(5.2, 1.0).reason == "clock_jump_back"
 
 
 def test_a_normal_step_over_max_gap_is_an_input_gap_not_bad_input():
