@@ -217,6 +217,40 @@ def multiview_reference(uv_px, conf, cameras: Sequence[Camera], min_conf: float 
             "points_loo": points_loo, "error_loo_px": error_loo}
 
 
+def pair_offset_errors(uv_px, conf, cameras: Sequence[Camera], pair: tuple[int, int],
+                       offsets: Sequence[int], frames: np.ndarray, min_conf: float = 0.5
+                       ) -> np.ndarray:
+    """A synchronisation check: how well views a and b agree when b is shifted by each offset.
+
+    For each offset o, every frame t of `frames` (bool (T,)) with t + o in range pairs view a at
+    t with view b at t + o; the two are triangulated linearly and the median reprojection error
+    over the points both see is taken; the result is the median over frames. Frames are the
+    same for every offset (those where t + o is in range for all offsets), so that the errors
+    compare. uv_px (V, T, N, 2), conf (V, T, N). Returns (len(offsets),) pixels (NaN if none).
+    """
+    uv = np.asarray(uv_px, dtype=np.float64)
+    conf = np.asarray(conf, dtype=np.float64)
+    a, b = pair
+    nt = uv.shape[1]
+    lo, hi = max(0, -min(offsets)), min(nt, nt - max(offsets))
+    ts = [t for t in range(lo, hi) if frames[t]]
+    cams = [cameras[a], cameras[b]]
+    out = []
+    for o in offsets:
+        per_frame = []
+        for t in ts:
+            u = np.stack([uv[a, t], uv[b, t + o]])
+            c = np.stack([conf[a, t], conf[b, t + o]])
+            w = np.where(c >= min_conf, c, 0.0)
+            both = (w > 0).all(axis=0)
+            if both.sum() < 4:
+                continue
+            pts = triangulate_dlt(u[:, both], w[:, both], cams)
+            per_frame.append(np.median(reprojection_errors(pts, u[:, both], cams)))
+        out.append(float(np.median(per_frame)) if per_frame else float("nan"))
+    return np.array(out)
+
+
 # --- MediaPipe world landmarks in a camera frame -----------------------------------------------
 
 

@@ -313,6 +313,8 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
                           "person_found": int(det["found"].sum()),
                           "view_agrees": int(ref["consistent"][:, i].sum()),
                           "median_reprojection_error_px": _median_finite(ref["error_px"][i][ok]),
+                          "median_root_depth_m": _median_finite(
+                              cam.world_to_camera(ref["points"][:, 23:25].mean(axis=1))[ok, 2]),
                           "leave_one_out_frames": int(loo_keep.sum()),
                           "leave_one_out_reprojection_error_px": _median_finite(
                               ref["error_loo_px"][i][loo_keep])}
@@ -320,6 +322,9 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
         for row, pred in preds.items():
             parts[row].append(stream_metrics(pred, ref_cam, ok))
             loo_parts[row].append(stream_metrics(pred, loo_cam, loo_keep))
+    sync = sync_check(dets, cameras, ref, reference.min_conf)
+    log(f"synchronisation check (best frame offset per pair): "
+        f"{ {k: v['best_offset'] for k, v in sync.items()} }")
     rows = {}
     for row in parts:
         rows[row] = pool_metrics(parts[row])
@@ -339,11 +344,38 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
                               "met": r["ratio_to_mediapipe"][k] is not None
                               and r["ratio_to_mediapipe"][k] <= g} for k, g in GOALS.items()}
     return {"source": source, "video_fps": fps, "views": views, "per_view": per_view,
+            "sync_check": sync,
             "settings": {"detector": asdict(detector), "reference": asdict(reference),
                          "max_frames": max_frames, "node_defaults": {
                              k: DEFAULTS[k] for k in ("confidence_threshold", "min_visible_joints",
                                                       "max_gap_s", "fixed_noise", "seed")}},
             "rows": rows}
+
+
+SYNC_OFFSETS = tuple(range(-12, 13))  # frames (0.2 s at 60 fps)
+
+
+def sync_check(detections, cameras: dict[str, Camera], ref: dict[str, np.ndarray],
+               min_conf: float) -> dict:
+    """`triangulation.pair_offset_errors` for each pair of views that agree on the person in at
+    least half the frames, over the frames where both agree: {"camA-camB": {"offsets",
+    "median_error_px", "best_offset"}}. Offset 0 at or near the minimum: the views are in sync."""
+    from diffhpe_models.triangulation import pair_offset_errors
+
+    names = list(cameras)
+    uv, conf = stack_views(detections, names)
+    agree = ref["consistent"]
+    steady = [i for i in range(len(names)) if agree[:, i].mean() >= 0.5]
+    out = {}
+    for k, a in enumerate(steady):
+        for b in steady[k + 1:]:
+            err = pair_offset_errors(uv, conf, [cameras[n] for n in names], (a, b), SYNC_OFFSETS,
+                                     agree[:, a] & agree[:, b], min_conf)
+            best = int(SYNC_OFFSETS[int(np.nanargmin(err))]) if np.isfinite(err).any() else None
+            out[f"{names[a]}-{names[b]}"] = {"offsets": list(SYNC_OFFSETS),
+                                             "median_error_px": [round(float(e), 2) for e in err],
+                                             "best_offset": best}
+    return out
 
 
 def _ratio(a, b):

@@ -259,3 +259,24 @@ def test_showcase_videos_are_refused(monkeypatch):
     monkeypatch.setitem(demo_videos.MULTIVIEW_DEMOS, "trial1", demo)
     with pytest.raises(ValueError, match="showcase"):
         demo_videos.multiview_demo("trial1", ".cache")
+
+
+def test_pair_offset_errors_find_a_known_delay():
+    from diffhpe_models.triangulation import pair_offset_errors
+
+    cams = ring_cameras()
+    t_len = 40
+    start = body_points(17)
+    # Every point moves on its own curve, so that the frames of view b can only be matched to
+    # view a's at the right delay.
+    phase = RNG.uniform(0.0, 2 * np.pi, (17, 1))
+    pts = np.stack([start + 0.2 * np.hstack([np.sin(0.3 * t + phase), np.cos(0.2 * t + phase),
+                                             np.sin(0.25 * t + 2 * phase)])
+                    for t in range(t_len)])
+    uv = np.stack([np.stack([project_points(p, c) for p in pts]) for c in cams])
+    uv[1] = np.roll(uv[1], 3, axis=0)  # view 1 lags: its frame t + 3 shows time t
+    conf = np.ones(uv.shape[:3])
+    offsets = list(range(-5, 6))
+    err = pair_offset_errors(uv, conf, cams, (0, 1), offsets, np.ones(t_len, bool))
+    assert offsets[int(np.argmin(err))] == 3
+    assert err[offsets.index(3)] < 1e-6 < err[offsets.index(0)]

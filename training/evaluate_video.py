@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from diffhpe_models.atomic import atomic_write_json
+from diffhpe_models.atomic import atomic_replace_section, atomic_write_json
 from diffhpe_models.skeleton import JOINT_NAMES
 from diffhpe_ros.demo_videos import MULTIVIEW_DEMOS
 from diffhpe_ros.video_check import (GOALS, MEDIAPIPE_RAY_ROW, MEDIAPIPE_ROW, ReferenceSettings,
@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="largest median reprojection error of a view that agrees on the person")
     p.add_argument("--cache-dir", default=".cache")
     p.add_argument("--out", default="docs/video_check.json", help="JSON report ('' = none)")
+    p.add_argument("--md", default="docs/video_check.md",
+                   help="markdown file whose generated section gets the tables ('' = none)")
     return p.parse_args(argv)
 
 
@@ -87,6 +89,47 @@ def per_joint_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def per_view_table(result: dict) -> str:
+    lines = ["| view | frames scored | person found | agrees with >= 2 other views | median "
+             "reprojection error px | median depth m |", "|---|---|---|---|---|---|"]
+    for view, v in result["per_view"].items():
+        lines.append(f"| {view} | {v['frames']} / {v['frames_in_video']} | {v['person_found']} | "
+                     f"{v['view_agrees']} | {fmt(v['median_reprojection_error_px'])} | "
+                     f"{fmt(v['median_root_depth_m'], '.2f')} |")
+    return "\n".join(lines)
+
+
+def sync_table(result: dict) -> str:
+    offsets = (-12, -6, -2, 0, 2, 6, 12)
+    lines = ["| views | best offset (frames) | " + " | ".join(f"error px at {o:+d}" for o in offsets)
+             + " |", "|---" * (len(offsets) + 2) + "|"]
+    for pair, c in result["sync_check"].items():
+        err = dict(zip(c["offsets"], c["median_error_px"]))
+        lines.append(f"| {pair} | {c['best_offset']} | "
+                     + " | ".join(fmt(err.get(o)) for o in offsets) + " |")
+    return "\n".join(lines)
+
+
+def leave_one_out_table(result: dict) -> str:
+    lines = ["| row | frames | MPJPE mm | P-MPJPE mm |", "|---|---|---|---|"]
+    for name, r in result["rows"].items():
+        loo = r["leave_one_out"]
+        lines.append(f"| {name} | {loo['frames']} | {fmt(loo['mpjpe_mm'])} | "
+                     f"{fmt(loo['p_mpjpe_mm'])} |")
+    return "\n".join(lines)
+
+
+def markdown(result: dict) -> str:
+    return "\n\n".join([
+        f"Command: `{result['command']}`", table(result),
+        "Frames per view:\n\n" + per_view_table(result),
+        "Synchronisation check (two-view reprojection error with the second view shifted):\n\n"
+        + sync_table(result),
+        "Per-joint MPJPE (mm):\n\n" + per_joint_table(result),
+        "Against a reference triangulated without the scored view (frames where every joint is "
+        "seen by two other views):\n\n" + leave_one_out_table(result)])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -108,6 +151,9 @@ def main(argv=None) -> int:
     if args.out:
         atomic_write_json(args.out, result)
         print(f"wrote {args.out}")
+    if args.md:
+        atomic_replace_section(args.md, "video_check", markdown(result), title="# Real-video check")
+        print(f"wrote the generated section of {args.md}")
     return 0
 
 
