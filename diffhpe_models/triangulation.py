@@ -389,7 +389,7 @@ def pool_metrics(parts: Sequence[dict]) -> dict:
         for k in ("mpjpe", "p_mpjpe", "p_mpjpe_limbs"):
             out[f"{k}_mm"] = sum(p.get(f"{k}_sum_mm", 0.0) for p in parts) / frames
         out["rotation_error_deg_median"] = float(np.median(
-            [a for p in parts for a in p.get("rotation_deg", [])]))
+            [a for p in parts for a in p.get("rotation_deg", [])]))  # frames > 0: not empty
         out["per_joint_mpjpe_mm"] = (np.sum([p["per_joint_sum_mm"] for p in parts if p["frames"]],
                                             axis=0) / frames).tolist()
     if terms:

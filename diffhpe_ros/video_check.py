@@ -373,7 +373,9 @@ def sync_check(detections, cameras: dict[str, Camera], ref: dict[str, np.ndarray
                                      agree[:, a] & agree[:, b], min_conf)
             best = int(SYNC_OFFSETS[int(np.nanargmin(err))]) if np.isfinite(err).any() else None
             out[f"{names[a]}-{names[b]}"] = {"offsets": list(SYNC_OFFSETS),
-                                             "median_error_px": [round(float(e), 2) for e in err],
+                                             "median_error_px": [round(float(e), 2) if
+                                                                 np.isfinite(e) else None
+                                                                 for e in err],
                                              "best_offset": best}
     return out
 

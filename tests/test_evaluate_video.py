@@ -280,3 +280,32 @@ def test_pair_offset_errors_find_a_known_delay():
     err = pair_offset_errors(uv, conf, cams, (0, 1), offsets, np.ones(t_len, bool))
     assert offsets[int(np.argmin(err))] == 3
     assert err[offsets.index(3)] < 1e-6 < err[offsets.index(0)]
+
+
+def test_the_script_end_to_end_on_a_few_frames(tmp_path):
+    """training/evaluate_video.py on the first 8 frames of each view: MediaPipe (cached under
+    .cache/video_check by frame count), the reference, the shipped model, the report files."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(SHIPPED_MODEL.parents[1] / "training"))
+    try:
+        import evaluate_video
+    finally:
+        sys.path.pop(0)
+    out, md = tmp_path / "check.json", tmp_path / "check.md"
+    assert evaluate_video.main(["--max-frames", "8", "--model", f"shipped={SHIPPED_MODEL}",
+                                "--out", str(out), "--md", str(md)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert list(rows) == ["shipped", "mediapipe_world", "mediapipe_world_ray"]
+    frames = rows["shipped"]["frames"]
+    assert 0 < frames <= 4 * 8 and all(r["frames"] == frames for r in rows.values())
+    assert sum(v["frames"] for v in result["per_view"].values()) == frames
+    assert rows["mediapipe_world"]["ratio_to_mediapipe"]["mpjpe_mm"] == 1.0
+    goals = rows["shipped"]["goals"]
+    assert set(goals) == {"mpjpe_mm", "p_mpjpe_mm", "jitter_mm"}
+    assert all(g["met"] == (g["ratio"] <= g["goal"]) for g in goals.values())
+    assert rows["shipped"]["model_sha256"] and "--max-frames 8" in result["command"]
+    text = md.read_text()
+    assert "<!-- video_check:begin" in text and "| shipped |" in text
