@@ -50,7 +50,7 @@ FRAME_ID = "camera_optical_frame"
 @dataclass
 class OfflineRun:
     """What one offline pass produced: `published` (stamp_ns, frame index) of every frame,
-    the per-stage times (ms per frame), the core's counters and the loop's wall time."""
+    the per-stage times (ms per frame), the core's counters and the loop's wall and CPU time."""
 
     published: list[tuple[int, int]] = field(default_factory=list)
     keypoint_messages: int = 0
@@ -59,6 +59,7 @@ class OfflineRun:
         default_factory=lambda: {"decode": [], "detect": [], "lift": []})
     counters: dict[str, int] = field(default_factory=dict)
     wall_s: float = float("nan")
+    cpu_s: float = float("nan")  # the process's CPU time over the same loop (all threads)
     fps: float = float("nan")
     width_px: int = 0
     height_px: int = 0
@@ -153,7 +154,7 @@ def run_offline(video_path: str | os.PathLike, lifter_values: dict, bag_path: st
             worker = threading.Thread(target=_lift_worker, args=(core, jobs, records, run, errors),
                                       name="offline_lift", daemon=True)
             start_ns = time.time_ns()
-            t_start = time.perf_counter()
+            t_start, cpu_start = time.perf_counter(), time.process_time()
             worker.start()
             bar = tqdm(total=total, unit="frame", desc="offline", disable=not progress)
             try:
@@ -185,6 +186,7 @@ def run_offline(video_path: str | os.PathLike, lifter_values: dict, bag_path: st
             if errors:
                 raise errors[0]
             run.wall_s = time.perf_counter() - t_start
+            run.cpu_s = time.process_time() - cpu_start
     run.counters = core.counters()
     records.write(bag_path)
     return run
