@@ -99,7 +99,7 @@ def triangulate(uv_px, weights, cameras: Sequence[Camera], f_scale_px: float = 5
     # Residuals are point-major (point, view, u/v): point i owns rows 2V i .. 2V (i+1) and
     # columns 3i .. 3i+2, so the Jacobian is block-diagonal.
     rows = np.repeat(np.arange(2 * nv * n).reshape(n, 2 * nv), 3, axis=1).reshape(-1)
-    cols = np.tile(np.repeat(np.arange(3 * n).reshape(n, 1, 3), 2 * nv, axis=1), 1).reshape(-1)
+    cols = np.repeat(np.arange(3 * n).reshape(n, 1, 3), 2 * nv, axis=1).reshape(-1)
 
     def camera_points(flat):
         return np.einsum("vij,nj->vni", rot, flat.reshape(n, 3)) + trans[:, None]  # (V, n, 3)
@@ -114,7 +114,7 @@ def triangulate(uv_px, weights, cameras: Sequence[Camera], f_scale_px: float = 5
         pc = camera_points(flat)
         z = pc[..., 2:3]  # (V, n, 1)
         # d(f x/z)/dX = f/z (R_row0 - x/z R_row2), likewise for y.
-        d = (rot[:, None, :2, :] - (pc[..., :2] / z)[..., None] * rot[:, None, 2:3, :])  # (V, n, 2, 3)
+        d = rot[:, None, :2, :] - (pc[..., :2] / z)[..., None] * rot[:, None, 2:3, :]  # V,n,2,3
         d = d * (focal[:, None, :, None] / z[..., None]) * sw[..., None, None]
         blocks = np.transpose(d, (1, 0, 2, 3)).reshape(n, 2 * nv, 3)
         return csr_matrix((blocks.reshape(-1), (rows, cols)), shape=(2 * nv * n, 3 * n))
@@ -365,7 +365,8 @@ def stream_metrics(pred_m: np.ndarray, ref_m: np.ndarray, keep: np.ndarray) -> d
     acc_ref = second_differences(ref, keep)
     out = {"frames": n, "jitter_terms": int(len(acc)),
            "jitter_sum_mm": float(np.linalg.norm(acc, axis=-1).mean(axis=-1).sum() * M_TO_MM),
-           "ref_jitter_sum_mm": float(np.linalg.norm(acc_ref, axis=-1).mean(axis=-1).sum() * M_TO_MM)}
+           "ref_jitter_sum_mm": float(np.linalg.norm(acc_ref, axis=-1).mean(axis=-1).sum()
+                                      * M_TO_MM)}
     if n:
         out["mpjpe_sum_mm"] = mpjpe(pred[keep], ref[keep]) * n
         out["p_mpjpe_sum_mm"] = p_mpjpe(pred[keep], ref[keep]) * n
@@ -379,7 +380,7 @@ def stream_metrics(pred_m: np.ndarray, ref_m: np.ndarray, keep: np.ndarray) -> d
 
 
 def pool_metrics(parts: Sequence[dict]) -> dict:
-    """Pool `stream_metrics` of several views: frame-weighted means (jitter weighted by its terms)."""
+    """Pool `stream_metrics` of several views: means weighted by frames (jitter: by its terms)."""
     frames = sum(p["frames"] for p in parts)
     terms = sum(p["jitter_terms"] for p in parts)
     out = {"frames": frames, "mpjpe_mm": None, "p_mpjpe_mm": None, "p_mpjpe_limbs_mm": None,

@@ -105,7 +105,7 @@ def cached_detections(video: str | os.PathLike, cache_dir: str | os.PathLike,
                       progress=None) -> tuple[dict[str, np.ndarray], Path, bool]:
     """`detect_video`, cached by the video's content and the settings.
 
-    Returns (detections, cache file (its stem ends with the key), whether it came from the cache)."""
+    Returns (detections, cache file (its stem holds the key), whether it came from the cache)."""
     from diffhpe_ros import pose_detector
 
     key = cache_key(CACHE_VERSION, file_sha256(video), asdict(settings), max_frames,
@@ -186,7 +186,7 @@ class ReferenceSettings:
     """How the reference is triangulated and which frames count (see triangulation.py)."""
 
     min_conf: float = 0.5  # the node's confidence_threshold: points below it are not used
-    max_error_px: float = 20.0  # Pose2Sim's association threshold (reproj_error_threshold_association)
+    max_error_px: float = 20.0  # Pose2Sim's reproj_error_threshold_association
     f_scale_px: float = 5.0  # robust loss: residuals beyond ~5 px count linearly
     min_points: int = 8  # landmarks a view needs above min_conf to take part in a frame
 
@@ -219,7 +219,8 @@ def cached_reference(detections: dict[str, dict[str, np.ndarray]], det_keys: dic
         with np.load(path) as z:
             return {k: z[k] for k in z.files}, path, True
     uv, conf = stack_views(detections, names)
-    ref = triangulation.multiview_reference(uv, conf, [cameras[n] for n in names], **asdict(settings))
+    ref = triangulation.multiview_reference(uv, conf, [cameras[n] for n in names],
+                                            **asdict(settings))
     atomic_save_npz(path, **ref)
     return ref, path, False
 

@@ -53,6 +53,24 @@ def test_triangulation_recovers_known_points():
     assert np.median(reprojection_errors(got, noisy, cams)) < 1.5
 
 
+def test_refinement_reaches_the_optimum_of_a_finite_difference_fit():
+    # The analytic Jacobian: a wrong one would stop the solver where the wrong gradient vanishes.
+    from scipy.optimize import least_squares
+
+    cams, pts = ring_cameras(), body_points(3)
+    uv = views_of(pts, cams) + RNG.normal(0.0, 3.0, (4, 3, 2))
+    uv[1, 0] += 40.0
+    w = RNG.uniform(0.5, 1.0, uv.shape[:2])
+    got = triangulate(uv, w, cams)
+
+    def residuals(x):
+        return ((views_of(x.reshape(3, 3), cams) - uv) * np.sqrt(w)[..., None]).ravel()
+
+    ref = least_squares(residuals, pts.ravel(), jac="2-point", loss="soft_l1", f_scale=5.0,
+                        xtol=1e-12, ftol=1e-12, gtol=1e-12).x.reshape(3, 3)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
 def test_points_seen_by_fewer_than_two_views_are_nan():
     cams, pts = ring_cameras(), body_points(3)
     uv = views_of(pts, cams)
@@ -183,7 +201,8 @@ def test_stream_metrics_wiring():
     assert runs_of(gap) == [(0, 5), (6, 12)]
     assert stream_metrics(shake, ref, gap)["jitter_terms"] == 3 + 4
     # Pooling two views weighs by frames.
-    pooled = pool_metrics([stream_metrics(off, ref, keep), stream_metrics(ref, ref, np.arange(t_len) < 4)])
+    pooled = pool_metrics([stream_metrics(off, ref, keep),
+                           stream_metrics(ref, ref, np.arange(t_len) < 4)])
     assert pooled["frames"] == t_len + 4
     assert pooled["mpjpe_mm"] == pytest.approx(2.0 * t_len / (t_len + 4))
     assert pool_metrics([stream_metrics(off, ref, np.zeros(t_len, bool))])["mpjpe_mm"] is None
@@ -244,7 +263,8 @@ def test_lift_stream_matches_the_lifter_on_the_nodes_window():
         window.push(t / 60.0, kp17[t], m)
     points, mask = window.current()
     again = load_lifter(SHIPPED_MODEL, fixed_noise=True)
-    extra = {"intrinsics": cam.intrinsics[None].astype(np.float32)} if takes_intrinsics(again) else {}
+    extra = ({"intrinsics": cam.intrinsics[None].astype(np.float32)}
+             if takes_intrinsics(again) else {})
     out, _ = again.lift(points[None], mask[None], cam.image_wh.astype(np.float32),
                         noise_slots=np.zeros(1, np.int64), **extra)
     np.testing.assert_allclose(pose[7], out[0, -1] - out[0, -1, :1], atol=1e-5)

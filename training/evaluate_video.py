@@ -101,8 +101,9 @@ def per_view_table(result: dict) -> str:
 
 def sync_table(result: dict) -> str:
     offsets = (-12, -6, -2, 0, 2, 6, 12)
-    lines = ["| views | best offset (frames) | " + " | ".join(f"error px at {o:+d}" for o in offsets)
-             + " |", "|---" * (len(offsets) + 2) + "|"]
+    lines = ["| views | best offset (frames) | "
+             + " | ".join(f"error px at {o:+d}" for o in offsets) + " |",
+             "|---" * (len(offsets) + 2) + "|"]
     for pair, c in result["sync_check"].items():
         err = dict(zip(c["offsets"], c["median_error_px"]))
         lines.append(f"| {pair} | {c['best_offset']} | "
