@@ -329,3 +329,47 @@ def test_the_script_end_to_end_on_a_few_frames(tmp_path):
     assert rows["shipped"]["model_sha256"] and "--max-frames 8" in result["command"]
     text = md.read_text()
     assert "<!-- video_check:begin" in text and "| shipped |" in text
+
+
+class _Recording:
+    """The shipped lifter, recording the calibration each call gets. `old_api` hides the
+    intrinsics keyword, as a runtime from before camera-aware models had it."""
+
+    def __init__(self, old_api: bool):
+        from diffhpe_models.runtime import load_lifter
+
+        self.inner = load_lifter(SHIPPED_MODEL, fixed_noise=True)
+        self.window, self.fps, self.max_persons = (self.inner.window, self.inner.fps,
+                                                   self.inner.max_persons)
+        self.calls = []
+        if old_api:
+            self.lift = self._lift_old
+
+    def lift(self, keypoints_px, mask, image_wh, noise_slots=None, intrinsics=None):
+        self.calls.append((np.array(image_wh),
+                           None if intrinsics is None else np.array(intrinsics)))
+        return self.inner.lift(keypoints_px, mask, image_wh, noise_slots=noise_slots,
+                               intrinsics=intrinsics)
+
+    def _lift_old(self, keypoints_px, mask, image_wh, noise_slots=None):
+        self.calls.append((np.array(image_wh), None))
+        return self.inner.lift(keypoints_px, mask, image_wh, noise_slots=noise_slots)
+
+
+@pytest.mark.parametrize("old_api", [False, True])
+def test_lift_stream_passes_the_calibration(old_api):
+    from diffhpe_ros.video_check import lift_stream, takes_intrinsics
+
+    cam = ring_cameras(1)[0]
+    kp = np.stack([np.array([540.0, 900.0]) + RNG.normal(0.0, 120.0, (33, 2))] * 3)
+    lifter = _Recording(old_api)
+    assert takes_intrinsics(lifter) is not old_api
+    _, lifted = lift_stream(lifter, kp.astype(np.float32), np.full((3, 33), 0.9, np.float32),
+                            np.ones(3, bool), 60.0, cam)
+    assert lifted.all() and len(lifter.calls) == 3
+    for image_wh, intrinsics in lifter.calls:
+        np.testing.assert_array_equal(image_wh, [[cam.width, cam.height]])
+        if old_api:
+            assert intrinsics is None
+        else:
+            np.testing.assert_allclose(intrinsics, cam.intrinsics[None], rtol=1e-6)
