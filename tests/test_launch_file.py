@@ -6,6 +6,7 @@ import fnmatch
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from diffhpe_ros import params
@@ -58,17 +59,34 @@ def launch_tree():
     return ast.parse(source)
 
 
+ARGUMENTS = {"detector", "video", "loop", "scale", "rviz", "model"}
+
+
 def test_launch_file_compiles_and_declares_its_arguments():
     tree = launch_tree()
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
                for n in tree.body)
     args = {c.args[0].value for c in calls(tree, "DeclareLaunchArgument")}
-    assert args == {"detector", "video", "rviz", "model"}
-    used = {c.args[0].value for c in calls(tree, "LaunchConfiguration")}
+    assert args == ARGUMENTS
+    used = {c.args[0].value for c in calls(tree, "LaunchConfiguration") + calls(tree, "is_true")
+            if isinstance(c.args[0], ast.Constant)}
     assert used == args  # each argument does something
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported <= {"launch", "launch.actions", "launch.conditions", "launch.substitutions",
-                        "launch_ros.actions", "launch_ros.substitutions", "diffhpe_ros"}
+                        "launch_ros.actions", "launch_ros.parameter_descriptions",
+                        "launch_ros.substitutions", "ament_index_python.packages", "diffhpe_ros"}
+
+
+def test_launch_description_loads_with_the_real_launch_package():
+    """Where `launch` is importable (the workspace of .ci/ros2_workspace.sh sourced, as in CI,
+    or a ROS 2 install), the description itself: its arguments and their defaults."""
+    sources = pytest.importorskip("launch.launch_description_sources",
+                                  reason="launch is not importable (no ROS 2 workspace sourced)")
+    description = sources.get_launch_description_from_python_launch_file(str(LAUNCH))
+    defaults = {a.name: "".join(s.perform(None) for s in a.default_value)
+                for a in description.get_launch_arguments()}
+    assert defaults == {"detector": "true", "video": "", "loop": "false", "scale": "1.0",
+                        "rviz": "false", "model": ""}
 
 
 def test_launch_file_starts_existing_executables():
@@ -103,9 +121,10 @@ def test_launch_file_names_existing_installed_files_and_parameters():
     # Parameters given inline exist on the nodes they go to.
     dicts = [d for d in ast.walk(tree) if isinstance(d, ast.Dict)]
     keys = {k.value for d in dicts for k in d.keys}
-    assert keys == {"video_path", "model_path"}
+    assert keys == {"video_path", "loop", "scale", "model_path"}
     assert "model_path" in params.SPECS
-    assert '"video_path"' in (REPO / "diffhpe_ros" / "video_source.py").read_text()
+    video_source = (REPO / "diffhpe_ros" / "video_source.py").read_text()
+    assert all(f'("{name}", ' in video_source for name in ("video_path", "loop", "scale"))
     # The lifter's node name is the section name of its parameters file (in any namespace).
     doc = yaml.safe_load((REPO / "config" / "lifter.yaml").read_text())
     assert list(doc) == [f"/**/{params.NODE_NAME}"]
@@ -132,9 +151,24 @@ def test_model_argument_overrides_the_params_file_only_when_given():
                  and "LaunchConfiguration('model').perform" in ast.unparse(a.value)]
     assert performed and set(performed) & guard_names, "the guard does not test the model argument"
     # ... and the lifter is started (with its params file) from that function.
-    lifter = [keywords(c) for c in calls(func, "Node")]
-    assert [constant(k["executable"], tree) for k in lifter] == ["lifter_node"]
+    started = [constant(keywords(c)["executable"], tree) for c in calls(func, "Node")]
+    assert "lifter_node" in started
     assert "lifter.yaml" in ast.unparse(func)
+
+
+def test_every_node_starts_after_the_rviz_check():
+    # rviz:=true without rviz2 used to fail after the lifter had started, leaving it running:
+    # the check comes first, and every node is created in the same function after it.
+    tree = launch_tree()
+    (opaque,) = calls(tree, "OpaqueFunction")
+    func_name = keywords(opaque)["function"].id
+    func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == func_name)
+    assert {n.lineno for n in calls(tree, "Node")} == {n.lineno for n in calls(func, "Node")}
+    (check,) = calls(func, "check_rviz_installed")
+    assert all(check.lineno < n.lineno for n in calls(func, "Node"))
+    checker = next(n for n in tree.body if isinstance(n, ast.FunctionDef)
+                   and n.name == "check_rviz_installed")
+    assert calls(checker, "get_package_prefix") and "raise" in ast.unparse(checker)
 
 
 def test_rviz_config_shows_the_lifter_topics_in_the_camera_frame():
