@@ -310,19 +310,24 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
         preds[MEDIAPIPE_ROW] = mediapipe_world_in_camera(det, cam, "camera")
         preds[MEDIAPIPE_RAY_ROW] = mediapipe_world_in_camera(det, cam, "ray")
         loo_keep = ok & loo_ok
+        root_cam = cam.world_to_camera(ref["points"][:, 23:25].mean(axis=1))  # hips' midpoint
         per_view[view] = {"frames": int(ok.sum()), "frames_in_video": int(t_len),
                           "person_found": int(det["found"].sum()),
                           "view_agrees": int(ref["consistent"][:, i].sum()),
                           "median_reprojection_error_px": _median_finite(ref["error_px"][i][ok]),
-                          "median_root_depth_m": _median_finite(
-                              cam.world_to_camera(ref["points"][:, 23:25].mean(axis=1))[ok, 2]),
+                          "median_root_depth_m": _median_finite(root_cam[ok, 2]),
+                          "median_root_off_axis_deg": _median_finite(np.degrees(np.arccos(
+                              root_cam[ok, 2] / np.linalg.norm(root_cam[ok], axis=-1)))),
                           "leave_one_out_frames": int(loo_keep.sum()),
                           "leave_one_out_reprojection_error_px": _median_finite(
                               ref["error_loo_px"][i][loo_keep])}
-        log(f"{view}: {per_view[view]}")
         for row, pred in preds.items():
             parts[row].append(stream_metrics(pred, ref_cam, ok))
             loo_parts[row].append(stream_metrics(pred, loo_cam, loo_keep))
+        per_view[view]["rows"] = {row: {k: v for k, v in pool_metrics([parts[row][-1]]).items()
+                                        if k in ("mpjpe_mm", "p_mpjpe_mm", "jitter_mm")}
+                                  for row in parts}
+        log(f"{view}: {per_view[view]}")
     sync = sync_check(dets, cameras, ref, reference.min_conf)
     log(f"synchronisation check (best frame offset per pair): "
         f"{ {k: v['best_offset'] for k, v in sync.items()} }")

@@ -91,11 +91,23 @@ def per_joint_table(result: dict) -> str:
 
 def per_view_table(result: dict) -> str:
     lines = ["| view | frames scored | person found | agrees with >= 2 other views | median "
-             "reprojection error px | median depth m |", "|---|---|---|---|---|---|"]
+             "reprojection error px | median depth m | median angle off the optical axis deg |",
+             "|---|---|---|---|---|---|---|"]
     for view, v in result["per_view"].items():
         lines.append(f"| {view} | {v['frames']} / {v['frames_in_video']} | {v['person_found']} | "
                      f"{v['view_agrees']} | {fmt(v['median_reprojection_error_px'])} | "
-                     f"{fmt(v['median_root_depth_m'], '.2f')} |")
+                     f"{fmt(v['median_root_depth_m'], '.2f')} | "
+                     f"{fmt(v['median_root_off_axis_deg'])} |")
+    return "\n".join(lines)
+
+
+def per_view_errors_table(result: dict) -> str:
+    names = list(result["rows"])
+    lines = ["| view | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for view, v in result["per_view"].items():
+        lines.append(f"| {view} | " + " | ".join(
+            f"{fmt(v['rows'][n]['mpjpe_mm'])} / {fmt(v['rows'][n]['p_mpjpe_mm'])}"
+            for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -124,6 +136,7 @@ def markdown(result: dict) -> str:
     return "\n\n".join([
         f"Command: `{result['command']}`", table(result),
         "Frames per view:\n\n" + per_view_table(result),
+        "MPJPE / P-MPJPE (mm) per view:\n\n" + per_view_errors_table(result),
         "Synchronisation check (two-view reprojection error with the second view shifted):\n\n"
         + sync_table(result),
         "Per-joint MPJPE (mm):\n\n" + per_joint_table(result),
