@@ -168,7 +168,7 @@ class LiftingPipeline(nn.Module):
         encoded = encoded.unsqueeze(3).expand(-1, -1, -1, h, -1).reshape(j, l, -1, c)  # (J, L, P H, C)
         denoiser = self.model.denoiser
         x0 = self.sampler.sample(lambda x_t, t: denoiser(x_t, t, encoded), noise.reshape(-1, l, j, 3))
-        hyps = x0.reshape(-1, h, l, j, 3)
+        hyps = x0.reshape(-1, h, l, j, 3) * self.config.diffusion.pose_scale_m  # back to metres
         hyps = hyps - hyps[..., ROOT:ROOT + 1, :]
         return aggregate(hyps, uv_n, mask, self.settings.aggregation)
 

@@ -42,18 +42,18 @@ from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_
 from .config import ConfigError, ExperimentConfig, save_config
 from .dataset import load_dataset
 from .diffusion import cosine_schedule, diffusion_loss
-from .lifter import LiftingPipeline, build_model
+from .lifter import LiftingPipeline, build_model, window_calibration
 from .metrics import mpjpe, p_mpjpe
 from .skeleton import NUM_JOINTS
 from .windows import WindowDataset, target_frame
 
-# The calibration the model's normalisation needs: the image size ("screen") or K ("rays").
-CALIBRATION_KEY = {"screen": "image_wh", "rays": "camera"}
+BATCH_KEYS = ("keypoints_px", "mask", "calibration", "pose3d_m")
 
 
-def batch_keys(config: ExperimentConfig) -> tuple[str, str, str, str]:
-    """The window fields a batch feeds to the objective and the pipeline, in argument order."""
-    return ("keypoints_px", "mask", CALIBRATION_KEY[config.data.input_normalisation], "pose3d_m")
+def batch_tensors(batch: dict, config: ExperimentConfig, device) -> list[torch.Tensor]:
+    """keypoints_px, mask, the calibration the model's normalisation needs, pose3d_m: on device."""
+    fields = {**batch, "calibration": window_calibration(batch, config.data.input_normalisation)}
+    return [fields[k].to(device, non_blocking=True) for k in BATCH_KEYS]
 
 
 LOG_FIELDS = ("epoch", "train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "lr", "seconds")
@@ -92,6 +92,7 @@ class TrainingObjective(nn.Module):
         d = config.diffusion
         self.schedule = cosine_schedule(d.timesteps, d.max_beta, d.cosine_offset).to(device)
         self.prediction = d.prediction
+        self.pose_scale_m = d.pose_scale_m
         self.normalisation = config.data.input_normalisation
 
     def forward(self, keypoints_px, mask, calibration, pose3d_m) -> torch.Tensor:
@@ -101,8 +102,8 @@ class TrainingObjective(nn.Module):
             return torch.linalg.vector_norm(self.model(uv_n, mask) - pose3d_m, dim=-1).mean()
         encoded = self.model.encode(uv_n, mask)                # once per window, not per step
         denoiser = self.model.denoiser
-        return diffusion_loss(lambda x_t, t: denoiser(x_t, t, encoded), self.schedule, pose3d_m,
-                              self.prediction)
+        return diffusion_loss(lambda x_t, t: denoiser(x_t, t, encoded), self.schedule,
+                              pose3d_m / self.pose_scale_m, self.prediction)
 
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def resolve_conditioner(config: ExperimentConfig) -> tuple[ExperimentConfig, dic
     if not path:
         raise ConfigError("model.conditioner_checkpoint: the Wrapper needs a trained MixSTE checkpoint")
     mixste, mixste_config, _ = load_checkpoint(path, expected_variant="mixste")
-    for field in ("window", "window_mode"):
+    for field in ("window", "window_mode", "input_normalisation"):
         ours, theirs = getattr(config.data, field), getattr(mixste_config.data, field)
         if ours != theirs:
             raise CheckpointError(f"{path}: MixSTE trained with data.{field}={theirs!r}, this "
@@ -210,7 +211,7 @@ def validate(pipeline: LiftingPipeline, loader, config: ExperimentConfig, rt: Ru
     h = pipeline.hypotheses
     sums = torch.zeros(3, dtype=torch.float64)                 # mpjpe*n, p_mpjpe*n, n
     for k, batch in enumerate(loader):
-        kp, mask, calib, gt = (batch[key].to(rt.device, non_blocking=True) for key in batch_keys(config))
+        kp, mask, calib, gt = batch_tensors(batch, config, rt.device)
         g = torch.Generator().manual_seed(_seed(seed, rt.rank, k))
         noise = torch.randn((kp.shape[0], h, config.data.window, NUM_JOINTS, 3), generator=g)
         pose, _ = pipeline(kp, mask, calib, noise.to(rt.device))
@@ -341,7 +342,7 @@ def train(config: ExperimentConfig, out_dir: str | os.PathLike, resume: str | os
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", leave=False,
                    disable=not (progress and rt.main), file=sys.stderr)
         for batch in bar:
-            kp, mask, calib, gt = (batch[k].to(rt.device, non_blocking=True) for k in batch_keys(config))
+            kp, mask, calib, gt = batch_tensors(batch, config, rt.device)
             loss = objective(kp, mask, calib, gt)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

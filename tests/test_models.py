@@ -261,3 +261,36 @@ def test_pipeline_exports_to_onnx_opset17(tmp_path, variant, aggregation, steps,
     assert [i.name for i in model.graph.input][2] == ("image_wh" if normalisation == "screen"
                                                       else "intrinsics")
     assert onnx_parity(pipe, path) < 1e-4
+
+
+def test_pose_scale_runs_the_diffusion_in_scaled_units():
+    # The same network in a config with pose_scale_m = s returns s x the metres-as-is output:
+    # the sampler works on pose / s and the pipeline multiplies back (mean aggregation is linear).
+    import copy
+
+    from conftest import TINY_CONFIG
+    from diffhpe_models.config import from_dict
+    from diffhpe_models.lifter import LiftingPipeline, build_model
+
+    base = copy.deepcopy(TINY_CONFIG)
+    base["diffusion"]["aggregation"] = "mean"
+    scaled = copy.deepcopy(base)
+    scaled["diffusion"]["pose_scale_m"] = 0.25
+    torch.manual_seed(0)
+    model = build_model(from_dict(base))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.1)
+    a = LiftingPipeline(model, from_dict(base))
+    b = LiftingPipeline(model, from_dict(scaled))
+    l, h = a.window, a.hypotheses
+    kp = torch.rand(2, l, 17, 2) * 500
+    mask = torch.ones(2, l, 17)
+    wh = torch.tensor([[640.0, 480.0]] * 2)
+    noise = torch.randn(2, h, l, 17, 3)
+    with torch.no_grad():
+        pose_a, spread_a = a(kp, mask, wh, noise)
+        pose_b, spread_b = b(kp, mask, wh, noise)
+    assert pose_a.abs().max() > 1e-3
+    torch.testing.assert_close(pose_b, 0.25 * pose_a, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(spread_b, 0.25 * spread_a, rtol=1e-4, atol=1e-6)

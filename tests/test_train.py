@@ -168,6 +168,9 @@ def test_cli_refusals_write_nothing(tmp_path, dataset, mixste_run, capsys):
     wrapper["model"]["conditioner_checkpoint"] = str(mixste_run / "best.pt")
     wrapper["data"]["window"] = 27
     assert "data.window=9" in run(_write_yaml(tmp_path / "e.yaml", wrapper))
+    wrapper["data"]["window"] = 9
+    wrapper["data"]["input_normalisation"] = "rays"   # features of another input normalisation
+    assert "data.input_normalisation='screen'" in run(_write_yaml(tmp_path / "e2.yaml", wrapper))
 
     # A dataset file whose sequences have 15 joints.
     meta = {"format": "diffhpe-mocap-v1", "joints": list(JOINT_NAMES),
