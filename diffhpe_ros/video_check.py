@@ -19,10 +19,11 @@ import numpy as np
 
 from diffhpe_models.atomic import atomic_save_npz
 from diffhpe_models.camera import Camera
-from diffhpe_models.skeleton import NUM_JOINTS, to_h36m17
+from diffhpe_models.skeleton import MEDIAPIPE33_NAMES, NUM_JOINTS, to_h36m17
 from diffhpe_ros.params import DEFAULTS
 
 CACHE_VERSION = 1  # bump when what is cached changes meaning
+HIPS = [MEDIAPIPE33_NAMES.index("left_hip"), MEDIAPIPE33_NAMES.index("right_hip")]
 
 
 def source_hash(*modules) -> str:
@@ -310,7 +311,7 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
         preds[MEDIAPIPE_ROW] = mediapipe_world_in_camera(det, cam, "camera")
         preds[MEDIAPIPE_RAY_ROW] = mediapipe_world_in_camera(det, cam, "ray")
         loo_keep = ok & loo_ok
-        root_cam = cam.world_to_camera(ref["points"][:, 23:25].mean(axis=1))  # hips' midpoint
+        root_cam = cam.world_to_camera(ref["points"][:, HIPS].mean(axis=1))
         per_view[view] = {"frames": int(ok.sum()), "frames_in_video": int(t_len),
                           "person_found": int(det["found"].sum()),
                           "view_agrees": int(ref["consistent"][:, i].sum()),
