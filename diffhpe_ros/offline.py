@@ -180,9 +180,9 @@ def run_offline(video_path: str | os.PathLike, lifter_values: dict, bag_path: st
                     _put(jobs, (job, admit_ms), worker, errors)
                     bar.update(1)
             finally:
-                _put(jobs, None, worker, errors)
-                worker.join()
                 bar.close()
+                _put(jobs, None, worker, [])  # the worker drains the FIFO, then stops
+                worker.join()
             if errors:
                 raise errors[0]
             run.wall_s = time.perf_counter() - t_start
@@ -205,7 +205,8 @@ def _admit(core: LifterCore, s: Settings, info, keypoints, header):
 
 
 def _put(jobs: queue.Queue, item, worker: threading.Thread, errors: list) -> None:
-    """Hand `item` to the worker, waiting while the FIFO is full; gives up when it has died."""
+    """Hand `item` to the worker, waiting while the FIFO is full; when the worker has died,
+    raises the first of `errors` (returns when there is none)."""
     while worker.is_alive():
         try:
             jobs.put(item, timeout=0.1)
