@@ -4,6 +4,10 @@ rosbags (pure Python) writes and reads the bag; rclpy gives and takes the same C
 (`raw=True` subscriptions, `publish(bytes)`), so nothing is deserialised on the way in.
 A bag is a directory; it is written under a temporary name beside the target and renamed when
 complete, so a crash never leaves a half-written bag under the real name.
+
+A bag to replay is untrusted input: its message type strings are looked up in REPLAYABLE_TYPES,
+never imported, and whatever a corrupt, truncated or foreign file makes the reader raise becomes
+one BagError naming the bag and the problem.
 """
 from __future__ import annotations
 
@@ -15,10 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 # Message definitions written into the MCAP schema records (std/geometry/sensor msgs are the
 # same in Kilted as in the distro whose definitions rosbags ships).
@@ -31,18 +39,27 @@ def msgtype_name(msg_class: type) -> str:
     return f"{pkg}/msg/{msg_class.__name__}"
 
 
-def msg_class_from_name(msgtype: str) -> type:
-    """'pkg/msg/Name' -> the rclpy message class (imported on demand)."""
-    import importlib
+class BagError(ValueError):
+    """A bag that cannot be replayed: not readable (corrupt, truncated, not a ROS 2 bag), empty,
+    or holding a message type or a message that replay refuses."""
 
-    parts = msgtype.split("/")
-    if len(parts) != 3 or parts[1] != "msg":
-        raise ValueError(f"message type {msgtype!r} is not of the form 'pkg/msg/Name'")
-    module = importlib.import_module(f"{parts[0]}.msg")
+
+# What this package records and replays: 2D keypoints and 3D poses (PoseArray), camera_info,
+# images, the lifter's point cloud, markers and diagnostics.
+REPLAYABLE_TYPES: dict[str, type] = {
+    msgtype_name(c): c
+    for c in (PoseArray, CameraInfo, Image, PointCloud2, MarkerArray, DiagnosticArray)}
+
+
+def msg_class_from_name(msgtype: str) -> type:
+    """'pkg/msg/Name' -> the rclpy message class, for the types of REPLAYABLE_TYPES only.
+
+    The name comes from the bag: importing it would import any module the bag names."""
     try:
-        return getattr(module, parts[2])
-    except AttributeError:
-        raise ValueError(f"message type {msgtype!r}: {parts[0]}.msg has no {parts[2]}") from None
+        return REPLAYABLE_TYPES[msgtype]
+    except (KeyError, TypeError):
+        raise BagError(f"message type {msgtype!r} is not one that replay publishes "
+                       f"(known: {', '.join(sorted(REPLAYABLE_TYPES))})") from None
 
 
 class BagRecorder(Node):
@@ -121,18 +138,25 @@ class BagMessage:
 def read_bag(path: str | os.PathLike, topics: list[str] | None = None) -> Iterator[BagMessage]:
     """Messages of a ROS 2 bag directory (MCAP or sqlite3), in timestamp order.
 
-    topics: keep only these topics (all when None). Raises FileNotFoundError for a missing bag and
-    ValueError when a requested topic is not in it.
+    topics: keep only these topics (all when None). Raises FileNotFoundError for a missing bag,
+    BagError when a requested topic is not in it or the bag cannot be read (as it is iterated:
+    a truncated file may fail after its first messages).
     """
     path = Path(path)
     if not (path / "metadata.yaml").is_file():
         raise FileNotFoundError(f"{path} is not a ROS 2 bag directory (no metadata.yaml)")
-    with Reader(path) as reader:
-        available = {c.topic for c in reader.connections}
-        if topics is not None:
-            missing = sorted(set(topics) - available)
-            if missing:
-                raise ValueError(f"bag {path} has no topic(s) {missing}; it has {sorted(available)}")
-        connections = [c for c in reader.connections if topics is None or c.topic in topics]
-        for connection, t_ns, raw in reader.messages(connections=connections):
-            yield BagMessage(connection.topic, connection.msgtype, int(t_ns), bytes(raw))
+    try:
+        with Reader(path) as reader:
+            available = {c.topic for c in reader.connections}
+            if topics is not None:
+                missing = sorted(set(topics) - available)
+                if missing:
+                    raise BagError(f"bag {path} has no topic(s) {missing}; it has {sorted(available)}")
+            connections = [c for c in reader.connections if topics is None or c.topic in topics]
+            for connection, t_ns, raw in reader.messages(connections=connections):
+                yield BagMessage(connection.topic, connection.msgtype, int(t_ns), bytes(raw))
+    except BagError:
+        raise
+    except Exception as e:  # noqa: BLE001 - rosbags, sqlite3, struct... each raise their own
+        raise BagError(f"bag {path} cannot be read: {type(e).__name__}: {e} (corrupt, truncated "
+                       "or not a ROS 2 bag)") from e

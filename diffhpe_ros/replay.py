@@ -12,11 +12,14 @@ Without `restamp` the recorded bytes are published untouched.
 
 Parameters: bag_path (str, required), topics (string array), rate (float, 1.0),
 restamp (bool, true), loop (bool, false), start_delay_s (float, 0.5: lets subscribers connect).
+
+The bag is checked before anything is published: a missing, corrupt, truncated or empty bag, a
+message type outside bag.REPLAYABLE_TYPES or a message that does not deserialize as its type
+stops `replay` with one line naming the problem and exit code 2.
 """
 from __future__ import annotations
 
 import sys
-
 import threading
 import time
 
@@ -25,7 +28,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 
-from diffhpe_ros.bag import msg_class_from_name, read_bag
+from diffhpe_ros.bag import BagError, BagMessage, msg_class_from_name, msgtype_name, read_bag
 from diffhpe_ros.conversions import stamp_to_ns
 from diffhpe_ros.entry import run_node
 
@@ -37,6 +40,20 @@ def _time_msg(ns: int) -> Time:
 
 
 MAX_STAMP_NS = 2**31 * 10**9  # builtin_interfaces/Time.sec is an int32
+
+
+def check_messages(bag_path: str, messages: list[BagMessage], classes: dict[str, type]) -> None:
+    """Raise BagError for the first message that is not a valid message of its topic's type
+    (once published, a garbage message would reach every subscriber)."""
+    for i, m in enumerate(messages):
+        if m.msgtype != msgtype_name(classes[m.topic]):
+            raise BagError(f"replay: bag {bag_path}: topic {m.topic} holds both "
+                           f"{msgtype_name(classes[m.topic])} and {m.msgtype} messages")
+        try:
+            deserialize_message(m.raw, classes[m.topic])
+        except Exception as e:  # noqa: BLE001 - rclpy raises RMWError and others
+            raise BagError(f"replay: bag {bag_path}: message {i} ({m.topic}, bag time "
+                           f"{m.log_time_ns} ns) is not a valid {m.msgtype}: {e}") from None
 
 
 class BagReplay(Node):
@@ -58,10 +75,11 @@ class BagReplay(Node):
             raise ValueError(f"replay: rate must be > 0, got {p['rate']}")
         self._messages = list(read_bag(p["bag_path"], list(p["topics"])))
         if not self._messages:
-            raise ValueError(f"replay: bag {p['bag_path']} holds no messages on {list(p['topics'])}")
+            raise BagError(f"replay: bag {p['bag_path']} holds no messages on {list(p['topics'])}")
         self._rate, self._restamp, self._loop = p["rate"], p["restamp"], p["loop"]
         self._start_delay_s = p["start_delay_s"]
         self._classes = {m.topic: msg_class_from_name(m.msgtype) for m in self._messages}
+        check_messages(p["bag_path"], self._messages, self._classes)
         self._topic_pubs = {t: self.create_publisher(c, t, QoSProfile(depth=100))
                             for t, c in self._classes.items()}
         self._has_header = {t: "header" in c.get_fields_and_field_types() for t, c in self._classes.items()}
@@ -151,8 +169,16 @@ class BagReplay(Node):
 
 
 def main(args=None) -> int:
-    """`replay` entry point: publish the bag, then exit (or Ctrl-C)."""
-    return run_node(BagReplay, "replay", args, until=lambda node: node.finished)
+    """`replay` entry point: publish the bag, then exit (or Ctrl-C). Exit code 2 when the bag
+    cannot be replayed (one line says why), 1 when playing failed after the start."""
+    started: list[BagReplay] = []
+
+    def make() -> BagReplay:
+        started.append(BagReplay())
+        return started[-1]
+
+    code = run_node(make, "replay", args, until=lambda node: node.finished)
+    return 1 if code == 0 and started and started[0].error is not None else code
 
 if __name__ == "__main__":
     sys.exit(main())
