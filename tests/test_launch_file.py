@@ -184,5 +184,11 @@ def test_rviz_config_shows_the_lifter_topics_in_the_camera_frame():
                       "rviz_default_plugins/PointCloud2": "/pose3d/points"}
     assert displays["Joint spread"]["Channel Name"] == "spread"
     assert set(displays["Skeletons"]["Namespaces"]) == {"diffhpe/joints", "diffhpe/bones"}
+    # the tracked persons' tf frames (diffhpe_ros/body_frames.py names them body_<id>...)
+    tf = displays["Body frames"]
+    assert tf["Class"] == "rviz_default_plugins/TF" and tf["Enabled"] and tf["Frames"]["All Enabled"]
+    assert tf["Filter (whitelist)"] == "body_"
+    from diffhpe_ros.body_frames import frame_ids
+    assert all(name.startswith(tf["Filter (whitelist)"]) for name in frame_ids("1"))
     view = manager["Views"]["Current"]
     assert view["Class"] == "rviz_default_plugins/Orbit" and view["Focal Point"]["Z"] > 0
