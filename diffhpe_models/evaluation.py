@@ -28,14 +28,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import metrics
+from . import metrics, uncertainty
 from .checkpoint import read_checkpoint
-from .config import AGGREGATIONS, ExperimentConfig
+from .config import AGGREGATIONS, CameraConfig, ExperimentConfig
 from .dataset import Dataset, load_dataset
 from .lifter import build_pipeline, window_calibration
 from .occlusion import PATTERNS
 from .sampler import SamplerSettings
-from .windows import WindowDataset, target_frame
+from .streams import lift_stream, split_streams
+from .windows import WindowDataset, camera_sampler, target_frame
 
 MODES = ("centred", "causal")
 # Metric key -> (where it is measured, description) - the report's legend.
@@ -213,11 +214,13 @@ class WindowProtocol:
     fps: float                    # the sequences are resampled to the models' frame rate
     noise_sigma_frac: float       # detector-like 2D noise (occlusion.detector_noise)
     outlier_prob: float
+    camera: CameraConfig = field(default_factory=CameraConfig)  # the first model's data.camera
 
     @classmethod
     def of(cls, models: Iterable[EvaluatedModel]) -> "WindowProtocol":
         """The protocol of the checkpoints' data configs: window and fps must agree (a model
-        only runs on its own window length and frame rate); the 2D noise is the first one's."""
+        only runs on its own window length and frame rate); the 2D noise and the virtual cameras
+        (data.camera: the cameras the models are meant for) are the first one's."""
         models = list(models)
         for field_name in ("window", "fps"):
             values = {m.name: getattr(m.config.data, field_name) for m in models}
@@ -226,7 +229,7 @@ class WindowProtocol:
                                  "evaluate them in separate runs")
         d = models[0].config.data
         return cls(window=d.window, fps=d.fps, noise_sigma_frac=d.noise_sigma_frac,
-                   outlier_prob=d.outlier_prob)
+                   outlier_prob=d.outlier_prob, camera=d.camera)
 
 
 def make_windows(subset: Dataset, protocol: WindowProtocol, mode: str, occlusion: str,
@@ -238,7 +241,9 @@ def make_windows(subset: Dataset, protocol: WindowProtocol, mode: str, occlusion
     return WindowDataset(sequences=subset.sequences, fps=subset.fps, window=protocol.window,
                          mode=mode, target_fps=protocol.fps, train=False, occlusion=occlusion,
                          noise_sigma_frac=protocol.noise_sigma_frac,
-                         outlier_prob=protocol.outlier_prob, stride=1, seed=seed, flip_prob=0.0)
+                         outlier_prob=protocol.outlier_prob, stride=1, seed=seed, flip_prob=0.0,
+                         camera_sampler=camera_sampler(protocol.camera),
+                         mask_outside_image=protocol.camera.mask_outside_image)
 
 
 def iterate_batches(windows, indices: Sequence[int], batch_size: int, workers: int = 0,
@@ -379,6 +384,60 @@ def compare_models(models: dict[str, EvaluatedModel], subset, device: str, strid
             metrics_by_model[name] = evaluated[own_mode[name]][1][name]
         out[mode] = {"windows": count, "evaluated_mode": own_mode,
                      "metrics": {**metrics_by_model, "ground_truth": res["ground_truth"]}}
+    return out
+
+
+# --- published streams: temporal coherence, per content, calibration of the spread -----------
+
+
+def content_of(subset: Dataset, key: str) -> str:
+    """A sequence's kind of motion: the Bandai Namco content label, else the source's subject."""
+    return subset.info.get(key, {}).get("content") or key.split("/", 1)[0]
+
+
+def stream_study(models: dict[str, EvaluatedModel], subset: Dataset, protocol: WindowProtocol,
+                 device: str, seed: int = 0, max_frames: int = 300, stride: int = 1,
+                 batch_size: int = 256) -> dict:
+    """Every `stride`-th sequence of the split as a stream (streams.split_streams: one camera,
+    lasting limb occlusions), lifted frame by frame as the node publishes. Per model: MPJPE and
+    P-MPJPE of the published poses, jitter / acceleration error / MPJVE of the stream, the same
+    per content, and the calibration of the spread (uncertainty.calibration_report, on the
+    published joints: hidden = masked in the published frame)."""
+    keys = sorted(subset.sequences)[::stride]
+    streams = split_streams({k: subset.sequences[k] for k in keys}, {k: subset.fps[k] for k in keys},
+                            protocol.fps, camera_sampler(protocol.camera), seed, max_frames=max_frames,
+                            min_frames=min(max_frames, protocol.window + 3),
+                            noise_sigma_frac=protocol.noise_sigma_frac, outlier_prob=protocol.outlier_prob)
+    if not streams:
+        raise ValueError(f"no sequence of the split has the {protocol.window}+ frames a stream needs")
+    out = {"streams": len(streams), "frames": int(sum(len(st.mask) for st in streams)),
+           "max_frames": max_frames, "models": {}}
+    for name, model in models.items():
+        per_stream, by_content = [], {}
+        spreads, errors, visible = [], [], []
+        for k, st in enumerate(tqdm(streams, desc=f"streams {name}", leave=False)):
+            pose, spread = lift_stream(lambda b, n: lift(model, b, n, device), st, model.window,
+                                       model.hypotheses, seed=seed + k, batch_size=batch_size)
+            m = {"frames": len(pose), "mpjpe_mm": metrics.mpjpe(pose, st.pose3d_m),
+                 "p_mpjpe_mm": metrics.p_mpjpe(pose, st.pose3d_m),
+                 **uncertainty.stream_metrics(pose, st.pose3d_m)}
+            per_stream.append(m)
+            by_content.setdefault(content_of(subset, st.name), []).append(m)
+            spreads.append(spread)
+            errors.append(np.linalg.norm(pose - st.pose3d_m, axis=-1))
+            visible.append(st.mask > 0)
+
+        def mean(rows):
+            n = sum(r["frames"] for r in rows)
+            return {"frames": n, **{key: float(sum(r[key] * r["frames"] for r in rows) / n)
+                                    for key in rows[0] if key != "frames"}}
+
+        result = {"overall": mean(per_stream),
+                  "by_content": {c: mean(rows) for c, rows in sorted(by_content.items())}}
+        if model.hypotheses > 1:
+            result["calibration"] = uncertainty.calibration_report(
+                np.concatenate(spreads), np.concatenate(errors), np.concatenate(visible))
+        out["models"][name] = result
     return out
 
 
@@ -610,7 +669,49 @@ def state_claims(results: dict, ours: str = "diffhpe_wrapper", baseline: str = "
         claims.append({"claim": claim, "holds": bool(a < b),
                        "evidence": f"mean off-diagonal minus diagonal MPJPE: {ours} {_fmt(a)} vs "
                                    f"{baseline} {_fmt(b)}"})
+    claims += stream_claims(results.get("streams") or {}, ours, baseline)
     return claims
+
+
+# Goals of the diffusion's uncertainty and of the published stream (issue 9).
+SPREAD_HIDDEN_VISIBLE_GOAL = 2.0
+RANK_CORRELATION_GOAL = 0.3
+
+
+def stream_claims(streams: dict, ours: str, baseline: str) -> list[dict]:
+    """The diffusion's own promises, measured on published streams: an uncertainty that grows on
+    hidden joints and with the error, and a stream no more jittery than the deterministic one."""
+    models = streams.get("models", {})
+    cal = (models.get(ours) or {}).get("calibration")
+    out = []
+    if cal is None:
+        out.append({"claim": f"{ours}'s spread is larger on hidden joints and grows with the error",
+                    "holds": None, "evidence": "stream study not run for a diffusion model"})
+    else:
+        ratio, rho = cal["hidden_visible_ratio"], cal["rank_correlation"]
+        out.append({"claim": f"{ours}'s spread of hidden joints is >= {SPREAD_HIDDEN_VISIBLE_GOAL:g}x "
+                             "that of visible ones",
+                    "holds": None if ratio is None else bool(ratio >= SPREAD_HIDDEN_VISIBLE_GOAL),
+                    "evidence": f"median spread hidden {_fmt(cal['spread_hidden_mm'] or math.nan)} vs "
+                                f"visible {_fmt(cal['spread_visible_mm'] or math.nan)} mm: ratio "
+                                f"{'n/a' if ratio is None else f'{ratio:.2f}'}"})
+        out.append({"claim": f"{ours}'s spread and error are rank-correlated within a joint "
+                             f"(>= {RANK_CORRELATION_GOAL:g})",
+                    "holds": None if rho is None else bool(rho >= RANK_CORRELATION_GOAL),
+                    "evidence": f"Spearman {'n/a' if rho is None else f'{rho:.2f}'}; coverage of "
+                                "error < k x spread for k = 1, 2, 3: " + ", ".join(
+                                    f"{cal[f'coverage_k{k:g}']:.2f}" for k in uncertainty.COVERAGE_K)})
+    a, b = (models.get(ours) or {}).get("overall"), (models.get(baseline) or {}).get("overall")
+    claim = f"{ours}'s published stream is no more jittery than {baseline}'s (jitter, acceleration error)"
+    if a is None or b is None:
+        out.append({"claim": claim, "holds": None, "evidence": "stream study not run for both"})
+    else:
+        out.append({"claim": claim,
+                    "holds": bool(a["jitter_mm"] <= b["jitter_mm"] and a["accel_error_mm"] <= b["accel_error_mm"]),
+                    "evidence": f"jitter {_fmt(a['jitter_mm'])} vs {_fmt(b['jitter_mm'])}, acceleration "
+                                f"error {_fmt(a['accel_error_mm'])} vs {_fmt(b['accel_error_mm'])} mm/frame^2 "
+                                f"(ground-truth jitter {_fmt(a['gt_jitter_mm'])})"})
+    return out
 
 
 # --- the whole evaluation ------------------------------------------------------------------
@@ -639,6 +740,8 @@ class EvaluationSettings:
     timing_threads: int | None = 2
     timing_seconds: float = 1.0                  # measured time per sampler setting, at least
     examples: int = 3
+    stream_frames: int = 300                     # frames per published stream (0: no stream study)
+    stream_stride: int = 1                       # every k-th sequence of the split as a stream
     modes: tuple[str, ...] = MODES
     extra: dict = field(default_factory=dict)    # recorded as is (e.g. the command line)
 
@@ -673,6 +776,10 @@ def run_evaluation(s: EvaluationSettings) -> dict:
             workers=s.workers, steps_grid=s.sampler_steps, hypotheses_grid=s.sampler_hypotheses,
             timing_device=s.timing_device, timing_threads=s.timing_threads,
             timing_seconds=s.timing_seconds)
+    if s.stream_frames > 0:
+        results["streams"] = stream_study(models, subset, WindowProtocol.of(models.values()),
+                                          s.device, s.seed, max_frames=s.stream_frames,
+                                          stride=s.stream_stride, batch_size=s.batch_size)
     if s.examples > 0:
         results["examples"] = example_windows(models, sampler_name, subset, s.device,
                                               s.examples, s.seed, s.stride)

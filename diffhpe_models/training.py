@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_write_text
 from .augmentation import BodyScaler
-from .camera import CameraSampler, normalize_input
+from .camera import normalize_input
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, ExperimentConfig, save_config
 from .dataset import load_dataset
@@ -45,7 +45,7 @@ from .diffusion import cosine_schedule, diffusion_loss
 from .lifter import LiftingPipeline, build_model, window_calibration
 from .metrics import mpjpe, p_mpjpe
 from .skeleton import NUM_JOINTS
-from .windows import WindowDataset, target_frame
+from .windows import WindowDataset, camera_sampler, target_frame
 
 BATCH_KEYS = ("keypoints_px", "mask", "calibration", "pose3d_m")
 
@@ -152,16 +152,6 @@ def load_splits(config: ExperimentConfig):
     return train, val
 
 
-def camera_sampler(config: ExperimentConfig) -> CameraSampler:
-    """The virtual cameras of data.camera (training and validation windows alike)."""
-    c = config.data.camera
-    return CameraSampler(
-        distance_m=(c.distance_min_m, c.distance_max_m), height_m=(c.height_min_m, c.height_max_m),
-        jitter_deg=c.aim_jitter_deg, roll_deg=c.roll_deg, focal_over_width=(c.focal_min, c.focal_max),
-        pitch_deg=(c.pitch_min_deg, c.pitch_max_deg), portrait_prob=c.portrait_prob,
-        principal_jitter_frac=c.principal_jitter_frac)
-
-
 def make_window_dataset(config: ExperimentConfig, split, train: bool, seed: int) -> WindowDataset:
     d = config.data
     b = d.body
@@ -170,7 +160,7 @@ def make_window_dataset(config: ExperimentConfig, split, train: bool, seed: int)
         target_fps=d.fps, train=train, speed_range=(d.speed_min, d.speed_max),
         occlusion=d.occlusion, noise_sigma_frac=d.noise_sigma_frac, outlier_prob=d.outlier_prob,
         stride=None if train else d.stride, seed=seed, flip_prob=d.flip_prob if train else 0.0,
-        camera_sampler=camera_sampler(config), mask_outside_image=d.camera.mask_outside_image,
+        camera_sampler=camera_sampler(d.camera), mask_outside_image=d.camera.mask_outside_image,
         body_scaler=BodyScaler((b.stature_min, b.stature_max), b.segment_jitter,
                                (b.width_min, b.width_max)))
 

@@ -14,6 +14,7 @@ from scipy.interpolate import make_interp_spline
 
 from .augmentation import BodyScaler, scale_bones
 from .camera import Camera, CameraSampler
+from .config import CameraConfig
 from .occlusion import MIXED_PATTERNS, PATTERNS, apply_pattern, detector_noise
 from .skeleton import FLIP_PERMUTATION, NUM_JOINTS, ROOT
 
@@ -244,3 +245,12 @@ class WindowDataset(torch.utils.data.Dataset):
             "root_cam_m": root.astype(np.float32),
             "camera": cam.intrinsics.astype(np.float32),
         }
+
+
+def camera_sampler(c: CameraConfig) -> CameraSampler:
+    """The virtual cameras of a config's data.camera (training, validation and test windows)."""
+    return CameraSampler(
+        distance_m=(c.distance_min_m, c.distance_max_m), height_m=(c.height_min_m, c.height_max_m),
+        jitter_deg=c.aim_jitter_deg, roll_deg=c.roll_deg, focal_over_width=(c.focal_min, c.focal_max),
+        pitch_deg=(c.pitch_min_deg, c.pitch_max_deg), portrait_prob=c.portrait_prob,
+        principal_jitter_frac=c.principal_jitter_frac)

@@ -255,7 +255,7 @@ def test_evaluate_cli_writes_the_report(dataset_file, checkpoints, matrix_runs, 
         "--dataset", str(dataset_file), "--occlusion-runs", str(matrix_runs),
         "--patterns", "none", "structured_frame", "--stride", "6", "--sampler-stride", "12",
         "--sampler-steps", "1", "2", "--sampler-hypotheses", "1", "2", "--timing-threads", "1",
-        "--timing-seconds", "0.02", "--examples", "2", "--out", str(out)]
+        "--timing-seconds", "0.02", "--examples", "2", "--stream-frames", "40", "--out", str(out)]
     assert evaluate_cli.main(argv) == 0
     report = json.loads((out / "evaluation.json").read_text())
     assert report["split"] == "test" and report["stride"] == 6
@@ -273,10 +273,20 @@ def test_evaluate_cli_writes_the_report(dataset_file, checkpoints, matrix_runs, 
     assert {(r["steps"], r["hypotheses"]) for r in grid} == {(1, 1), (1, 2), (2, 1), (2, 2), (2, 3)}
     assert all(r["ms_per_window"] > 0 and np.isfinite(r["mpjpe_mm"]) for r in grid)
     assert [a["aggregation"] for a in report["sampler"]["aggregations"]] == list(ev.AGGREGATIONS)
-    assert len(report["claims"]) == 3
+    assert len(report["claims"]) == 6
     assert all(c["holds"] in (True, False) for c in report["claims"])
+    streams = report["streams"]
+    assert streams["streams"] == 2 and streams["frames"] == 80
+    for name in checkpoints:
+        overall = streams["models"][name]["overall"]
+        assert overall["frames"] == 80 and all(np.isfinite(v) for v in overall.values())
+        assert set(streams["models"][name]["by_content"]) == {"rigify"}
+    assert "calibration" not in streams["models"]["mixste"]
+    cal = streams["models"]["diffhpe_wrapper"]["calibration"]
+    assert cal["spread_visible_mm"] > 0 and -1 <= cal["rank_correlation"] <= 1
     md = (out / "evaluation.md").read_text()
     assert report["command"] in md and "**Split: test**" in md
+    assert "## Published streams" in md and "### Calibration of the spread" in md
     for name in ("eval_metrics", "eval_occlusion_matrix", "eval_sampler_tradeoff", "eval_examples"):
         png = out / "img" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"img/{name}.png" in md
@@ -291,14 +301,24 @@ def test_claims_follow_the_numbers():
                                                         "segment_std_mm": 60.0}}}},
                 "occlusion": {"models": {"mixste": {"degradation_mm": 10.0},
                                          "diffhpe_wrapper": {"degradation_mm": deg_wrapper}}}}
-    accuracy, coherence, robustness = ev.state_claims(results(45.0, 5.0))
+    accuracy, coherence, robustness, *streams = ev.state_claims(results(45.0, 5.0))
     assert accuracy["holds"] and robustness["holds"] and not coherence["holds"]
     assert "45.0 mm vs mixste 50.0 mm" in accuracy["evidence"]
-    accuracy, _, robustness = ev.state_claims(results(55.0, 12.0))
+    assert [c["holds"] for c in streams] == [None, None]   # no stream study in these results
+    accuracy, _, robustness, *_ = ev.state_claims(results(55.0, 12.0))
     assert not accuracy["holds"] and not robustness["holds"]
     r = results(45.0, 5.0)
     del r["occlusion"]
     assert ev.state_claims(r)[2]["holds"] is None
+    # The stream claims: spread ratio, rank correlation, jitter against the baseline.
+    cal = {"hidden_visible_ratio": 2.5, "spread_hidden_mm": 50.0, "spread_visible_mm": 20.0,
+           "rank_correlation": 0.2, "coverage_k1": 0.3, "coverage_k2": 0.7, "coverage_k3": 0.9}
+    overall = {"jitter_mm": 5.0, "accel_error_mm": 6.0, "gt_jitter_mm": 4.0}
+    streams = {"models": {"diffhpe_wrapper": {"calibration": cal, "overall": overall},
+                          "mixste": {"overall": {**overall, "jitter_mm": 5.5}}}}
+    ratio, rank, jitter = ev.stream_claims(streams, "diffhpe_wrapper", "mixste")
+    assert ratio["holds"] is True and rank["holds"] is False and jitter["holds"] is True
+    assert "ratio 2.50" in ratio["evidence"] and "Spearman 0.20" in rank["evidence"]
 
 
 def test_json_conversion_drops_nan_and_numpy():

@@ -72,6 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timing-seconds", type=float, default=1.0,
                    help="measure each sampler setting for at least this long (and 10 runs)")
     p.add_argument("--examples", type=int, default=3, help="windows in the example figure")
+    p.add_argument("--stream-frames", type=int, default=300,
+                   help="frames per published stream (0: skip the stream and calibration study)")
+    p.add_argument("--stream-stride", type=positive, default=1,
+                   help="every k-th sequence of the split as a stream")
     return p.parse_args(argv)
 
 
@@ -89,6 +93,7 @@ def main(argv=None) -> int:
         sampler_hypotheses=tuple(args.sampler_hypotheses), sampler_stride=args.sampler_stride,
         timing_device=args.timing_device, timing_threads=args.timing_threads,
         timing_seconds=args.timing_seconds, examples=args.examples,
+        stream_frames=args.stream_frames, stream_stride=args.stream_stride,
         extra={"command": "python training/evaluate.py " + shlex.join(argv)})
     t0 = time.perf_counter()
     try:
