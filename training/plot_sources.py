@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from diffhpe_models import mocap  # noqa: E402
+from diffhpe_models import bandai_namco, mocap  # noqa: E402
 from diffhpe_models.atomic import atomic_write_bytes  # noqa: E402
 from diffhpe_models.bvh import parse_bvh  # noqa: E402
 from diffhpe_models.fetch import read_archive_member, read_archive_text  # noqa: E402
@@ -28,6 +28,22 @@ from diffhpe_models.skeleton import BONES, JOINT_NAMES, side_of  # noqa: E402
 COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "black"}
 DERIVED = (JOINT_NAMES.index("neck_nose"), JOINT_NAMES.index("head"))
 FRAMES_PER_ROW = 4
+
+
+def bandai_namco_rows(directory: Path, clips=("dataset-1_kick_normal_001", "dataset-2_wave-both-hands_normal_001")):
+    """Rows of Bandai Namco clips (its head top is extrapolated: the Head joint's end site has a
+    zero offset)."""
+    rows = []
+    for archive in bandai_namco.find_archives(directory):
+        for clip, text in bandai_namco.iter_clips(archive, {}):
+            if Path(clip.member).stem in clips:
+                bvh = parse_bvh(text, source=clip.member)
+                src = mocap.BVHSource(clip.member, "bandai", "bandai", 0.01, bandai_namco.BANDAI_TO_H36M)
+                raw, _, _ = mocap.bvh_world_points(bvh, src)
+                pose, _ = mocap.bvh_to_h36m(bvh, src)
+                rows.append((f"Bandai Namco {Path(clip.member).stem} (30 fps)", raw, pose, bvh.fps))
+                break
+    return rows
 
 
 def raw_and_mapped(archives: dict[str, Path]):
@@ -83,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, default=Path(".cache/packages"))
     p.add_argument("--out", type=Path, default=Path("docs/img/data_sources.png"))
+    p.add_argument("--bandai-namco", type=Path, default=bandai_namco.DEFAULT_DIR,
+                   help="folder of the Bandai Namco archives (rows left out when absent)")
     args = p.parse_args(argv)
     rows = raw_and_mapped(mocap.fetch_sources(args.cache))
+    if args.bandai_namco.is_dir():
+        rows += bandai_namco_rows(args.bandai_namco)
     fig = plt.figure(figsize=(2.6 * FRAMES_PER_ROW, 3.3 * len(rows) + 0.4))
     subfigs = fig.subfigures(len(rows), 1)
     for sub, (title, raw, pose, fps) in zip(subfigs, rows):
