@@ -2,8 +2,9 @@
 the workspace's environment (tf2_msgs and hri_msgs importable), with real rclpy.
 
 It waits for lifter_node's parameter service and reads the parameters named on the command line,
-publishes a walking person's 2D keypoints at 30 Hz on `keypoints2d` until `pose3d` has arrived
-`--poses` times (or `--timeout-s` passes), and records what came back on `pose3d`, `/tf` and
+publishes a walking person's 2D keypoints at 30 Hz on `keypoints2d` (and the camera's
+`camera_info` with each frame, as a camera driver does) until `pose3d` has arrived `--poses`
+times (or `--timeout-s` passes), and records what came back on `pose3d`, `/tf` and
 `/humans/bodies/tracked`. Prints one JSON report on stdout; exit code 0 unless it could not run.
 
     python tests/ros2_launch_probe.py --poses 20 --timeout-s 60 --param max_persons ...
@@ -21,10 +22,11 @@ from geometry_msgs.msg import PoseArray
 from rcl_interfaces.srv import GetParameters
 from rclpy.parameter import parameter_value_to_python
 from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from keypoint_stream import detector_layout, keypoints_h36m  # noqa: E402
+from keypoint_stream import FX, FY, HEIGHT, WIDTH, detector_layout, keypoints_h36m  # noqa: E402
 
 from diffhpe_ros.conversions import keypoints_to_pose_array, s_to_stamp  # noqa: E402
 
@@ -87,11 +89,16 @@ def probe(node, args, report) -> None:
     uv, _ = keypoints_h36m(int(FPS * 4))
     points = detector_layout(uv, "mediapipe33")
     pub = node.create_publisher(PoseArray, "keypoints2d", qos_profile_sensor_data)
+    info_pub = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+    info = CameraInfo(width=WIDTH, height=HEIGHT)
+    info.k = [FX, 0.0, WIDTH / 2, 0.0, FY, HEIGHT / 2, 0.0, 0.0, 1.0]
     i = 0
     next_t = time.monotonic()
     while len(report["pose3d"]) < args.poses and time.monotonic() < deadline:
         if time.monotonic() >= next_t:
             header = Header(frame_id=FRAME_ID, stamp=s_to_stamp(time.time()))
+            info.header = header
+            info_pub.publish(info)
             k = i % (2 * len(points) - 2)  # forth and back: a continuous walk
             frame = points[k if k < len(points) else 2 * len(points) - 2 - k][None]
             pub.publish(keypoints_to_pose_array(frame, frame[..., 0] * 0 + 1.0, header))
