@@ -51,6 +51,17 @@ def unavailable() -> dict[str, str]:
             if error is not None}
 
 
+def unavailable_note(publish_tf: bool) -> str | None:
+    """One line saying which outputs cannot be published and why (None: all can)."""
+    missing = {k: v for k, v in unavailable().items() if publish_tf or k != "tf"}
+    if not missing:
+        return None
+    topics = {"tf": TF_TOPIC, "tracked_bodies": TRACKED_BODIES_TOPIC}
+    return ("not published: " + "; ".join(f"{topics[k]} ({v})" for k, v in missing.items())
+            + ". Source a ROS 2 environment that has tf2_msgs and hri_msgs (without a ROS "
+            "install: bash .ci/ros2_workspace.sh builds them)")
+
+
 def body_id(track_id: int) -> str:
     return str(int(track_id))
 

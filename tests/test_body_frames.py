@@ -54,6 +54,18 @@ def test_unavailable_says_which_package_is_missing():
             body_frames.tracked_bodies(np.array([1]), Header())
 
 
+def test_the_note_names_the_missing_outputs_and_what_to_do():
+    note = body_frames.unavailable_note(publish_tf=True)
+    if HAVE_TF and HAVE_HRI:
+        assert note is None
+        return
+    assert note.startswith("not published: ") and ".ci/ros2_workspace.sh" in note
+    assert ("/tf (tf2_msgs" in note) == (not HAVE_TF)
+    assert ("/humans/bodies/tracked (hri_msgs" in note) == (not HAVE_HRI)
+    off = body_frames.unavailable_note(publish_tf=False)  # tf off: its package is not needed
+    assert off is None if HAVE_HRI else "/tf" not in off
+
+
 @pytest.mark.skipif(not HAVE_TF, reason=NO_WORKSPACE)
 def test_body_transforms_are_the_joints_in_the_camera_frame():
     header = Header(frame_id="camera_optical_frame", stamp=s_to_stamp(12.5))
