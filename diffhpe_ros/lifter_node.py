@@ -136,7 +136,7 @@ class LifterNode(Node):
         try:
             lifter = load_lifter(str(self._model_file), backend=s.backend, expected=expected,
                                  device=s.device, seed=s.seed, max_persons=s.max_persons,
-                                 intra_op_threads=s.intra_op_threads or None,
+                                 intra_op_threads=s.intra_op_threads,
                                  fixed_noise=s.fixed_noise)
         except Exception as e:  # the loaders raise many types for corrupt files: report any
             raise StartupError(f"model_path={str(self._model_file)!r} cannot be used with "
