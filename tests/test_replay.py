@@ -19,8 +19,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from diffhpe_ros.bag import (TYPESTORE, BagError, BagRecorder,  # noqa: E402
-                             msg_class_from_name, msgtype_name, read_bag)
+from diffhpe_ros.bag import TYPESTORE, BagError, BagRecorder, msg_class_from_name, msgtype_name, read_bag  # noqa: E402
 from diffhpe_ros.replay import BagReplay  # noqa: E402
 
 N_MESSAGES = 30
@@ -331,9 +330,9 @@ def test_replay_cli_exits_2_with_one_line_for_a_bag_it_cannot_replay(tmp_path):
     env = dict(os.environ, ROS_LOG_DIR=str(tmp_path / "log"), ROS_AUTOMATIC_DISCOVERY_RANGE="OFF")
     for bag_path, reason in ((corrupt, "cannot be read"), (foreign, "'this/msg/PoseArray'"),
                              (tmp_path / "nowhere", "no metadata.yaml")):
-        proc = subprocess.run([sys.executable, "-m", "diffhpe_ros.replay", "--ros-args", "-p",
-                               f"bag_path:={bag_path}", "-p", "topics:=['/keypoints2d']"], env=env, capture_output=True, text=True,
-                              timeout=60, cwd=tmp_path)
+        proc = subprocess.run([sys.executable, "-m", "diffhpe_ros.replay", "--ros-args",
+                               "-p", f"bag_path:={bag_path}", "-p", "topics:=['/keypoints2d']"],
+                              env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 2, out
         assert "Traceback" not in out and "cannot start" in out and reason in out, out
