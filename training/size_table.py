@@ -55,16 +55,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = p.parse_args(argv)
 
-    import onnxruntime as ort
-    import torch
+    # The thread policy (OMP_WAIT_POLICY) must be in place before torch loads.
+    from diffhpe_models.threads import configure_torch  # isort: skip
+    import onnxruntime as ort  # isort: skip
+    import torch  # isort: skip
 
-    from diffhpe_models import threads  # noqa: F401  (the thread policy, before torch loads)
     from diffhpe_models.atomic import atomic_write_text
     from diffhpe_models.config import ConfigError, load_config
     from diffhpe_models.export import example_inputs, export_pipeline_onnx, graph_flops
     from diffhpe_models.lifter import LiftingPipeline, build_model
     from diffhpe_models.runtime import session_options
-    from diffhpe_models.threads import configure_torch
 
     configure_torch(1)
     rows, sessions = [], []
