@@ -38,6 +38,7 @@ demo: $(STAMP)
 	$(PY) -m diffhpe_ros.demo --offline --out docs/demo
 
 test: $(STAMP) $(DATASET)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 clean:

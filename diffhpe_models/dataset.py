@@ -115,7 +115,8 @@ def save_dataset(path: str | os.PathLike, sequences: dict[str, np.ndarray], meta
         raise DatasetError(f"{where}: no sequences to save")
     if set(sequences) != set(meta):
         raise DatasetError(f"{where}: sequences and metadata keys differ: only in sequences "
-                           f"{sorted(set(sequences) - set(meta))}, only in metadata {sorted(set(meta) - set(sequences))}")
+                           f"{sorted(set(sequences) - set(meta))}, "
+                           f"only in metadata {sorted(set(meta) - set(sequences))}")
     arrays = {}
     for key, seq in sequences.items():
         _check_key(key, where)

@@ -15,8 +15,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: the report is written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
 from .evaluation import METRICS, POSE_ONLY_METRICS  # noqa: E402

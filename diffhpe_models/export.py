@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import tempfile
 import shlex
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +29,27 @@ import numpy as np
 from . import tensorrt_ops
 from .atomic import atomic_write_bytes, atomic_write_json
 from .camera import guess_intrinsics
-from .contract import ManifestError  # noqa: F401  (raised by read_manifest; callers catch it here)
-from .contract import (ENGINE_MANIFEST_FORMAT, MANIFEST_FORMAT, MAX_PERSONS, MIN_PERSONS,
-                       OPT_PERSONS, OUTPUT_NAMES, PERSONS, describe_pipeline, engine_path_for,
-                       gpu_name, graph_metadata, import_tensorrt, input_names, io_shapes,
-                       manifest_path, manifest_problems, read_manifest, sha256_file)
+from .contract import (
+    ENGINE_MANIFEST_FORMAT,
+    MANIFEST_FORMAT,
+    MAX_PERSONS,
+    MIN_PERSONS,
+    OPT_PERSONS,
+    OUTPUT_NAMES,
+    PERSONS,
+    ManifestError,  # noqa: F401  (raised by read_manifest; callers catch it here)
+    describe_pipeline,
+    engine_path_for,
+    gpu_name,
+    graph_metadata,
+    import_tensorrt,
+    input_names,
+    io_shapes,
+    manifest_path,
+    manifest_problems,
+    read_manifest,
+    sha256_file,
+)
 from .skeleton import NUM_JOINTS
 
 OPSET = 17
@@ -269,7 +285,6 @@ def graph_flops(model, persons: int = 1) -> dict[str, Any]:
             k = ins[0][0] if trans_a else ins[0][1]
             flops = 2 * int(np.prod(out, dtype=np.int64)) * k
         elif node.op_type == "Conv":
-            group = next((a.i for a in node.attribute if a.name == "group"), 1)
             w = ins[1]  # (C_out, C_in / group, k...)
             flops = 2 * int(np.prod(out, dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
         else:  # Einsum: every index of the equation is looped over once

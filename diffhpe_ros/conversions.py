@@ -16,10 +16,16 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from diffhpe_models.skeleton import BONES, NUM_JOINTS, side_of
-# The checks are ROS-free (checks.py); re-exported: the node and tools import them from here.
-from diffhpe_ros.checks import (MAX_ABS_COORDINATE_PX, BadMessage, Intrinsics,  # noqa: F401
-                                Keypoints2D, checked_intrinsics, keypoints_from_xyz)
 
+# The checks are ROS-free (checks.py); re-exported: the node and tools import them from here.
+from diffhpe_ros.checks import (  # noqa: F401
+    MAX_ABS_COORDINATE_PX,
+    BadMessage,
+    Intrinsics,
+    Keypoints2D,
+    checked_intrinsics,
+    keypoints_from_xyz,
+)
 
 # --- stamps ----------------------------------------------------------------------------------
 

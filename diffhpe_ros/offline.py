@@ -35,9 +35,14 @@ from std_msgs.msg import Header
 from diffhpe_models.runtime import load_lifter
 from diffhpe_ros import params as lifter_params
 from diffhpe_ros.bag import TYPESTORE, msgtype_name
-from diffhpe_ros.conversions import (intrinsics_from_camera_info, keypoints_from_pose_array,
-                                     keypoints_to_pose_array, pose3d_to_pose_array, stamp_to_ns,
-                                     stamp_to_s)
+from diffhpe_ros.conversions import (
+    intrinsics_from_camera_info,
+    keypoints_from_pose_array,
+    keypoints_to_pose_array,
+    pose3d_to_pose_array,
+    stamp_to_ns,
+    stamp_to_s,
+)
 from diffhpe_ros.lifter_core import LifterCore, Settings
 from diffhpe_ros.pose_detector import NUM_LANDMARKS, PoseDetector
 from diffhpe_ros.video_frames import VideoFrames

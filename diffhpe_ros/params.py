@@ -234,8 +234,7 @@ def descriptor(spec: ParamSpec):
     Read-only parameters are enforced by the node's callback instead of the descriptor's
     read_only flag, so that a refused change says why.
     """
-    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                    ParameterType)
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
     types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
     text = spec.description

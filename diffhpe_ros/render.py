@@ -21,8 +21,8 @@ import matplotlib
 matplotlib.use("Agg")
 import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from diffhpe_models.atomic import atomic_write_bytes  # noqa: E402
 from diffhpe_models.skeleton import BONES, NUM_JOINTS, ROOT, side_of  # noqa: E402

@@ -16,6 +16,7 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseArray  # noqa: E402
+from keypoint_stream import FX, FY, HEIGHT, WIDTH  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
@@ -25,7 +26,6 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from diffhpe_ros import conversions as cv  # noqa: E402
 from diffhpe_ros.lifter_node import DIAGNOSTIC_NAME, LifterNode  # noqa: E402
-from keypoint_stream import FX, FY, HEIGHT, WIDTH  # noqa: E402
 
 T0_S = 1000.0  # first input stamp
 

@@ -5,8 +5,14 @@ import os
 import numpy as np
 import pytest
 
-from diffhpe_models.atomic import (atomic_open, atomic_save_npz, atomic_save_npz_compressed,
-                                   atomic_write_bytes, atomic_write_json, atomic_write_text)
+from diffhpe_models.atomic import (
+    atomic_open,
+    atomic_save_npz,
+    atomic_save_npz_compressed,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 
 def test_roundtrips_and_creates_parent(tmp_path):

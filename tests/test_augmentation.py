@@ -1,11 +1,11 @@
 """Augmentations for other bodies and other cameras than the mocap's."""
 import numpy as np
 import pytest
+from keypoint_stream import keypoints_h36m  # noqa: F401  (conftest puts tests/ on the path)
 
 from diffhpe_models.augmentation import BodyScaler, scale_bones
 from diffhpe_models.camera import CameraSampler
 from diffhpe_models.skeleton import PARENTS
-from keypoint_stream import keypoints_h36m  # noqa: F401  (conftest puts tests/ on the path)
 
 
 def _pose(rng, frames=4):

@@ -80,7 +80,8 @@ def test_per_joint_position_channels_are_honoured():
 @pytest.mark.parametrize("text, message", [
     (chain(child_channels="Zrotation Wrotation", frames=("0 0 0 0 0 0 0 0",)), "unknown channel 'Wrotation'"),
     (chain(frames=("0 0 0 0 0 0 0 0",)), "frame 0 has 8 values, the hierarchy declares 9"),
-    (chain(frames=("0 0 0 0 0 0 0 0 0",)).replace("Frames: 1", "Frames: 3"), "truncated file: header says 3 frames, found 1"),
+    (chain(frames=("0 0 0 0 0 0 0 0 0",)).replace("Frames: 1", "Frames: 3"),
+     "truncated file: header says 3 frames, found 1"),
     (chain(frames=("0 0 0 0 nan 0 0 0 0",)), "channel 4 (hips Yrotation) is nan"),
     (chain(frames=("0 0 0 0 0 0 0 0 x1",)), "could not convert"),
     (chain().split("MOTION")[0], "no MOTION section"),

@@ -8,9 +8,17 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from diffhpe_models.camera import (Camera, CameraSampler, backproject, denormalize_screen,
-                                   look_at_rotation, normalize_screen, project,
-                                   solve_root_translation, weak_perspective_fit)
+from diffhpe_models.camera import (
+    Camera,
+    CameraSampler,
+    backproject,
+    denormalize_screen,
+    look_at_rotation,
+    normalize_screen,
+    project,
+    solve_root_translation,
+    weak_perspective_fit,
+)
 
 
 def random_camera(rng, **kw):
@@ -223,6 +231,7 @@ def test_normalise_and_weak_perspective_export_to_onnx():
 
 def test_weak_perspective_scale_is_never_negative():
     import torch
+
     from diffhpe_models.camera import weak_perspective_fit
 
     rng = np.random.default_rng(0)

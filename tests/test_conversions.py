@@ -1,9 +1,9 @@
 """Message <-> numpy conversions, on real messages serialized and deserialized by rclpy."""
 import numpy as np
 import pytest
-from rclpy.serialization import deserialize_message, serialize_message
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray

@@ -17,8 +17,7 @@ from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 from diffhpe_ros.bag import read_bag  # noqa: E402
-from diffhpe_ros.demo import (load_run, main, report, run_demo,  # noqa: E402
-                              spin_recording_errors, wait_while_spinning)
+from diffhpe_ros.demo import load_run, main, report, run_demo, spin_recording_errors, wait_while_spinning  # noqa: E402
 
 N_FRAMES = 30
 

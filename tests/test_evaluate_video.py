@@ -11,11 +11,20 @@ import numpy as np
 import pytest
 
 from diffhpe_models.camera import Camera, look_at_rotation
-from diffhpe_models.triangulation import (alignment_rotation_deg, consistent_views,
-                                          multiview_reference, pool_metrics, project_points,
-                                          ray_rotation, reprojection_errors, runs_of,
-                                          stream_metrics, triangulate, triangulate_dlt,
-                                          world_landmarks_to_camera)
+from diffhpe_models.triangulation import (
+    alignment_rotation_deg,
+    consistent_views,
+    multiview_reference,
+    pool_metrics,
+    project_points,
+    ray_rotation,
+    reprojection_errors,
+    runs_of,
+    stream_metrics,
+    triangulate,
+    triangulate_dlt,
+    world_landmarks_to_camera,
+)
 
 RNG = np.random.default_rng(0)
 

@@ -233,7 +233,7 @@ def test_occlusion_matrix_leaves_untrained_rows_empty(dataset_file, matrix_runs,
 
 
 def test_derived_configs_of_the_matrix(tmp_path):
-    from diffhpe_models.config import save_config, from_dict
+    from diffhpe_models.config import from_dict, save_config
 
     base = tmp_path / "wrapper.yaml"
     save_config(from_dict(small_config("diffhpe_wrapper", "random")), base)

@@ -5,9 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from diffhpe_models.fetch import (FetchError, extract_archive_member, fetch_package,
-                                  find_archive_members, find_cached, open_archive_member,
-                                  read_archive_member, read_archive_text, verify_archive)
+from diffhpe_models.fetch import (
+    FetchError,
+    extract_archive_member,
+    fetch_package,
+    find_archive_members,
+    find_cached,
+    open_archive_member,
+    read_archive_member,
+    read_archive_text,
+    verify_archive,
+)
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "packages"
 

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from diffhpe_models.dataset import DatasetError
-from diffhpe_models.h36m import (CAMERA_RESOLUTIONS, KEPT_JOINTS, align_2d_to_3d, load_h36m_2d,
-                                 load_h36m_3d, reduce_32_to_17, save_h36m_npz)
+from diffhpe_models.h36m import (
+    CAMERA_RESOLUTIONS,
+    KEPT_JOINTS,
+    align_2d_to_3d,
+    load_h36m_2d,
+    load_h36m_3d,
+    reduce_32_to_17,
+    save_h36m_npz,
+)
 from diffhpe_models.skeleton import PARENTS
 
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")

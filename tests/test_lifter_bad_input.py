@@ -9,16 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from lifter_harness import T0_S, Harness, assert_outputs_sane  # sets the ROS env first
 from geometry_msgs.msg import PoseArray  # noqa: E402
+from keypoint_stream import detector_layout, keypoints_h36m  # noqa: E402
+from lifter_harness import T0_S, Harness, assert_outputs_sane  # sets the ROS env first
 from rclpy.exceptions import ParameterException  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 from diffhpe_ros import conversions as cv  # noqa: E402
 from diffhpe_ros.lifter_node import LifterNode, StartupError  # noqa: E402
-from keypoint_stream import detector_layout, keypoints_h36m  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 UV, _ = keypoints_h36m(60)

@@ -4,15 +4,22 @@ import types
 
 import numpy as np
 import pytest
+from keypoint_stream import FX, FY, HEIGHT, WIDTH, keypoints_h36m
 
 from diffhpe_models.skeleton import NUM_JOINTS
 from diffhpe_ros import params
-from diffhpe_ros.checks import (MAX_BODY_EXTENT_M, MAX_ROOT_DISTANCE_M, BadMessage, Intrinsics,
-                                checked_intrinsics, focal_range_px, keypoints_from_xyz,
-                                output_problems)
+from diffhpe_ros.checks import (
+    MAX_BODY_EXTENT_M,
+    MAX_ROOT_DISTANCE_M,
+    BadMessage,
+    Intrinsics,
+    checked_intrinsics,
+    focal_range_px,
+    keypoints_from_xyz,
+    output_problems,
+)
 from diffhpe_ros.lifter_core import MESSAGE_PERSONS_FACTOR, LifterCore, Settings
 from diffhpe_ros.stamp_policy import CONFIRMATIONS, SequenceGaps, StampPolicy
-from keypoint_stream import FX, FY, HEIGHT, WIDTH, keypoints_h36m
 
 T0 = 1000.0
 # What the core reads of the model before lifting (window, rate, noise rows): the tests that only

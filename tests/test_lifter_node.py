@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from keypoint_stream import FX, FY, HEIGHT, WIDTH, detector_layout, keypoints_h36m  # noqa: E402
 from lifter_harness import T0_S, Harness, assert_outputs_sane  # sets the ROS env first
 from rclpy.parameter import Parameter  # noqa: E402
 
@@ -18,7 +18,6 @@ from diffhpe_models.skeleton import NUM_JOINTS  # noqa: E402
 from diffhpe_ros import conversions as cv  # noqa: E402
 from diffhpe_ros import params  # noqa: E402
 from diffhpe_ros.lifter_core import place_roots  # noqa: E402
-from keypoint_stream import FX, FY, HEIGHT, WIDTH, detector_layout, keypoints_h36m  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -269,6 +269,7 @@ def test_pose_scale_runs_the_diffusion_in_scaled_units():
     import copy
 
     from conftest import TINY_CONFIG
+
     from diffhpe_models.config import from_dict
     from diffhpe_models.lifter import LiftingPipeline, build_model
 

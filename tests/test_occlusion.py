@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from diffhpe_models.occlusion import (PATTERNS, apply_pattern, confidence_mask, detector_noise,
-                                      occluded_frame_count, occlusion_mask)
+from diffhpe_models.occlusion import (
+    PATTERNS,
+    apply_pattern,
+    confidence_mask,
+    detector_noise,
+    occluded_frame_count,
+    occlusion_mask,
+)
 
 
 def _missing_frames(mask, joints):

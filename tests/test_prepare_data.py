@@ -2,7 +2,6 @@
 import importlib.util
 from pathlib import Path
 
-
 from diffhpe_models import mocap
 from diffhpe_models.dataset import load_dataset
 

@@ -1,4 +1,5 @@
 """Samplers (DDIM respaced, ancestral DDPM) and the aggregation of hypotheses."""
+import dataclasses
 import math
 
 import pytest
@@ -6,10 +7,9 @@ import torch
 
 from diffhpe_models.aggregation import aggregate, aggregate_median, reprojection_errors
 from diffhpe_models.camera import normalize_screen
-from diffhpe_models.diffusion import cosine_schedule
 from diffhpe_models.config import ConfigError, from_dict
-from diffhpe_models.sampler import (Sampler, SamplerSettings, ddim_sampler, ddpm_sampler,
-                                    respaced_timesteps)
+from diffhpe_models.diffusion import cosine_schedule
+from diffhpe_models.sampler import Sampler, SamplerSettings, ddim_sampler, ddpm_sampler, respaced_timesteps
 
 S = cosine_schedule(50)
 
@@ -111,7 +111,7 @@ def test_the_sampler_owns_the_settings_it_runs():
     assert settings.as_dict() == {"sampler": "ddim", "steps": 3, "hypotheses": 4, "eta": 0.5,
                                   "aggregation": "median"}
     assert not settings.deterministic and SamplerSettings().deterministic
-    with pytest.raises(Exception):       # frozen: one object, nobody edits it in place
+    with pytest.raises(dataclasses.FrozenInstanceError):   # one object, nobody edits it in place
         settings.steps = 5
     assert settings.replace(hypotheses=1).hypotheses == 1
 

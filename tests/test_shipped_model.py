@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from keypoint_stream import DATASET, detector_layout, keypoints_h36m  # noqa: E402
 from lifter_harness import Harness  # sets the ROS env first
 
 from diffhpe_models import metrics  # noqa: E402
 from diffhpe_models.skeleton import bone_lengths  # noqa: E402
 from diffhpe_ros import conversions as cv  # noqa: E402
-from keypoint_stream import DATASET, detector_layout, keypoints_h36m  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "diffhpe_lifter.onnx"

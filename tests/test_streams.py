@@ -1,5 +1,6 @@
 """Published streams: one camera per sequence, causal windows frame by frame, fixed noise."""
 import numpy as np
+
 from diffhpe_models.camera import CameraSampler
 from diffhpe_models.streams import OCCLUDERS, causal_windows, lift_stream, make_stream, split_streams
 

@@ -1,9 +1,9 @@
 """Person association across frames: stable ids, gating by person size, timeouts, bounds."""
 import numpy as np
 import pytest
+from keypoint_stream import keypoints_h36m
 
 from diffhpe_ros.tracking import PersonTracker, association_cost, person_size_px
-from keypoint_stream import keypoints_h36m
 
 ALL = np.ones(17, np.float32)
 

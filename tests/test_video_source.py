@@ -21,7 +21,6 @@ from diffhpe_ros.images import rgb_from_image_msg  # noqa: E402
 from diffhpe_ros.video_source import VideoSource, guess_intrinsics  # noqa: E402
 
 
-
 @pytest.fixture(scope="module")
 def pose2sim_video():
     return demo_video("pose2sim", ".cache")

@@ -9,8 +9,7 @@ import torch
 
 from diffhpe_models.camera import Camera, project
 from diffhpe_models.skeleton import FLIP_PERMUTATION, NUM_JOINTS, PARENTS
-from diffhpe_models.windows import (WindowDataset, extract_window, resample_sequence,
-                                    window_bounds)
+from diffhpe_models.windows import WindowDataset, extract_window, resample_sequence, window_bounds
 
 DATASET = Path(__file__).resolve().parents[1] / "data" / "mocap_h36m17.npz"
 KEYS = {"keypoints_px": (17, 2), "mask": (17,), "image_wh": None, "pose3d_m": (17, 3),

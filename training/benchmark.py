@@ -199,7 +199,9 @@ class Models:
         self.args = args
         if args.checkpoint.is_file():
             self.checkpoint = args.checkpoint
-            self.label = f"`{args.checkpoint.relative_to(REPO) if args.checkpoint.is_relative_to(REPO) else args.checkpoint}`"
+            shown = (args.checkpoint.relative_to(REPO) if args.checkpoint.is_relative_to(REPO)
+                     else args.checkpoint)
+            self.label = f"`{shown}`"
         else:
             config = load_config(args.config)
             self.checkpoint = save_checkpoint(tmp / "untrained.pt", build_model(config), config,

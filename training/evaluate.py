@@ -18,8 +18,7 @@ import time
 from diffhpe_models.checkpoint import CheckpointError
 from diffhpe_models.config import ConfigError
 from diffhpe_models.dataset import DatasetError
-from diffhpe_models.evaluation import (SAMPLER_HYPOTHESES, SAMPLER_STEPS, EvaluationSettings,
-                                       run_evaluation)
+from diffhpe_models.evaluation import SAMPLER_HYPOTHESES, SAMPLER_STEPS, EvaluationSettings, run_evaluation
 from diffhpe_models.evaluation_report import write_report
 from diffhpe_models.occlusion import PATTERNS
 

@@ -21,8 +21,7 @@ from pathlib import Path
 from diffhpe_models.atomic import atomic_replace_section, atomic_write_json
 from diffhpe_models.skeleton import JOINT_NAMES
 from diffhpe_ros.demo_videos import MULTIVIEW_DEMOS
-from diffhpe_ros.video_check import (GOALS, MEDIAPIPE_RAY_ROW, MEDIAPIPE_ROW, ReferenceSettings,
-                                     run_check)
+from diffhpe_ros.video_check import GOALS, MEDIAPIPE_RAY_ROW, MEDIAPIPE_ROW, ReferenceSettings, run_check
 
 
 def model_arg(text: str) -> tuple[str, str]:
@@ -158,7 +157,7 @@ def main(argv=None) -> int:
                            reference=ReferenceSettings(max_error_px=args.max_error_px),
                            log=lambda m: print(m, flush=True))
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"evaluate_video: {e}")
+        raise SystemExit(f"evaluate_video: {e}") from None
     result["command"] = "python training/evaluate_video.py " + shlex.join(argv)
     print(table(result))
     print("\nPer-joint MPJPE (mm):\n" + per_joint_table(result))

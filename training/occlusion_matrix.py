@@ -27,8 +27,7 @@ import numpy as np
 from diffhpe_models.atomic import atomic_write_json
 from diffhpe_models.checkpoint import read_checkpoint
 from diffhpe_models.config import load_config, save_config
-from diffhpe_models.evaluation import (MATRIX_MODELS, matrix_checkpoint, occlusion_matrix,
-                                       split_sequences)
+from diffhpe_models.evaluation import MATRIX_MODELS, matrix_checkpoint, occlusion_matrix, split_sequences
 from diffhpe_models.evaluation_report import plot_occlusion_heatmaps, to_jsonable
 from diffhpe_models.occlusion import PATTERNS
 

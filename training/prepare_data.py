@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks = mocap.source_tasks(archives)
         if bn_dir is not None:
             tasks += bandai_namco.source_tasks(bn_dir)
-        for label, task in tqdm(tasks, desc="converting", unit="file"):
+        for _label, task in tqdm(tasks, desc="converting", unit="file"):
             sequences.extend(task())
     except (FetchError, ValueError, OSError) as e:
         print(f"prepare_data: conversion failed: {e}", file=sys.stderr)
