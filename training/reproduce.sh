@@ -16,7 +16,7 @@ PATTERNS="none random random_left_arm_right_leg structured_joint structured_fram
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
 if has data; then
-  $PY training/prepare_data.py --out data/mocap_h36m17.npz
+  $PY training/prepare_data.py --out data/mocap_h36m17_full.npz   # needs the Bandai Namco archives (--bandai-namco DIR)
 fi
 mkdir -p runs
 pids=()
