@@ -96,6 +96,7 @@ class Settings:
     marker_lifetime_s: float
     diagnostics_period_s: float
     warning_throttle_s: float
+    publish_tf: bool
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from diffhpe_models.runtime import load_lifter
-from diffhpe_ros import params
+from diffhpe_ros import body_frames, params
 from diffhpe_ros.conversions import (
     BadMessage,
     diagnostic_array,
@@ -78,6 +78,14 @@ class LifterNode(Node):
         self.pub_points = self.create_publisher(PointCloud2, "pose3d/points", out_qos)
         self.pub_markers = self.create_publisher(MarkerArray, "pose3d/markers", out_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", out_qos)
+        # REP 155 outputs, when their message packages are importable (body_frames.py)
+        missing = body_frames.unavailable()
+        self.pub_tf = None if "tf" in missing else self.create_publisher(
+            body_frames.TFMessage, body_frames.TF_TOPIC, QoSProfile(depth=100))
+        self.pub_bodies = None if "tracked_bodies" in missing else self.create_publisher(
+            body_frames.IdsList, body_frames.TRACKED_BODIES_TOPIC, out_qos)
+        if body_frames.unavailable_note(s.publish_tf):
+            logger.info(body_frames.unavailable_note(s.publish_tf))
         self.create_subscription(PoseArray, "keypoints2d", self._on_keypoints,
                                  qos_profile_sensor_data, raw=True)
         if s.use_camera_info:
@@ -182,7 +190,9 @@ class LifterNode(Node):
             return
         header = Header(stamp=msg.header.stamp,
                         frame_id=s.camera_frame_id or msg.header.frame_id or DEFAULT_FRAME_ID)
-        core.on_keypoints(stamp_to_s(msg.header.stamp), kp, header, received_s)
+        if not core.on_keypoints(stamp_to_s(msg.header.stamp), kp, header, received_s) \
+                and len(kp.points_px) == 0:
+            self.publish_bodies(header, ())  # nobody in view: an empty list
 
     # --- lifting (worker thread) and output ---------------------------------------------------
 
@@ -209,6 +219,16 @@ class LifterNode(Node):
                                                        result.track_ids, header))
         self.pub_markers.publish(skeleton_markers(result.pose_m, result.track_ids, header,
                                                   result.marker_lifetime_s))
+        self.publish_bodies(header, result.track_ids, result.pose_m)
+
+    def publish_bodies(self, header: Header, track_ids, pose_m=None) -> None:
+        """The tracked bodies' ids and, with their poses, their tf frames (REP 155)."""
+        if self.pub_bodies is not None:
+            self.pub_bodies.publish(body_frames.tracked_bodies(track_ids, header))
+        if pose_m is not None and self.pub_tf is not None and self.settings.publish_tf:
+            frames = body_frames.body_transforms(pose_m, track_ids, header)
+            if frames.transforms:
+                self.pub_tf.publish(frames)
 
     def _publish_diagnostics(self) -> None:
         level, message, values = self.core.diagnostic_snapshot()

@@ -119,6 +119,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("warning_throttle_s", float, 5.0,
               "Each kind of bad input is logged at most once per this period.",
               low=0.0, high=3600.0, unit="s"),
+    ParamSpec("publish_tf", bool, True,
+              "Publish each tracked person's joints as tf frames on /tf (REP 155: body_<id>, "
+              "body_<id>/<joint>; needs tf2_msgs)."),
 )
 SPECS = {p.name: p for p in PARAMETERS}
 _KIND_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}

@@ -2,15 +2,18 @@
 ../shared/ros2-src and this package installed as a colcon overlay by .ci/ros2_workspace.sh.
 
 Each test starts `ros2 launch` in its own session (process group), talks to the nodes from a
-separate process in the workspace's environment (tests/ros2_launch_probe.py), sends SIGINT as
+separate process in the workspace's environment (tests/ros2_launch_probe.py: keypoints and
+camera_info in; pose3d, the tf frames and the tracked bodies out), sends SIGINT as
 Ctrl-C does, and fails on a non-zero exit, a node that died ("process has died"), launch having
 to escalate to SIGTERM/SIGKILL, or any process of the session left running.
 
 Skipped when the workspace is not built (run `bash .ci/ros2_workspace.sh`); under CI (CI set),
-where .ci/run builds it, a missing workspace is a failure.
+where .ci/run builds it, a missing workspace is a failure. The package itself is reinstalled
+into the workspace's overlay once per session (`.ci/ros2_workspace.sh --overlay`).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -25,7 +28,7 @@ import numpy as np
 import pytest
 import yaml
 
-from diffhpe_ros import params
+from diffhpe_ros import body_frames, params
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / ".cache" / "ros2_ws"
@@ -33,27 +36,34 @@ SETUP = WORKSPACE / "overlay" / "install" / "setup.bash"
 PROBE = REPO / "tests" / "ros2_launch_probe.py"
 YAML = yaml.safe_load((REPO / "config" / "lifter.yaml").read_text())[f"/**/{params.NODE_NAME}"][
     "ros__parameters"]
+DOMAINS = itertools.count()
 STOP_TIMEOUT_S = 30.0  # launch itself gives a node 5 s after SIGINT before SIGTERM
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def workspace():
-    if not SETUP.is_file():
-        reason = (f"the ros2 launch workspace is not built ({SETUP} missing): "
+    """The workspace, with the working tree's package installed as its overlay (seconds): what
+    is launched is what is tested."""
+    if not (WORKSPACE / "underlay" / "install" / "setup.bash").is_file():
+        reason = (f"the ros2 launch workspace is not built (no {WORKSPACE}/underlay): "
                   "run `bash .ci/ros2_workspace.sh`")
         if os.environ.get("CI"):
             pytest.fail(reason + " - .ci/run must build it before `make test`")
         pytest.skip(reason)
+    build = subprocess.run(["bash", str(REPO / ".ci" / "ros2_workspace.sh"), "--overlay"],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0 and SETUP.is_file(), build.stdout[-3000:] + build.stderr[-3000:]
     return SETUP
 
 
 @pytest.fixture
 def ros_env(tmp_path):
-    """Environment of the launched nodes and the probe: a domain of their own (other tests and
-    concurrent runs never cross), discovery limited to this host, logs in tmp_path."""
-    return dict(os.environ, ROS_DOMAIN_ID=str(10 + os.getpid() % 80),
+    """Environment of the launched nodes and the probe: a domain of their own (other tests,
+    the nodes of an earlier test and concurrent runs never cross), discovery limited to this
+    host, logs in tmp_path."""
+    return dict(os.environ, ROS_DOMAIN_ID=str(10 + (os.getpid() + next(DOMAINS)) % 80),
                 ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOG_DIR=str(tmp_path / "ros_log"),
                 OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
@@ -178,6 +188,15 @@ def test_launch_lifts_with_the_yaml_parameters_and_stops_cleanly(launch, ros_env
     assert len(report["pose3d"]) >= 15, (report["keypoints_sent"], len(report["pose3d"]), log)
     assert {(m["frame_id"], m["poses"]) for m in report["pose3d"]} == {
         ("probe_camera_optical_frame", 17)}
+    # REP 155: one body, its id the same all along, its 17 frames in the keypoints' frame
+    ids = {tuple(m["ids"]) for m in report["tracked"]}
+    assert len(report["tracked"]) >= 10 and len(ids) == 1 and len(min(ids)) == 1, report["tracked"]
+    (body,) = min(ids)
+    assert len(report["tf"]) >= 10, len(report["tf"])
+    for transforms in report["tf"]:
+        assert [t["child"] for t in transforms] == list(body_frames.frame_ids(body))
+        assert {t["parent"] for t in transforms} == {"probe_camera_optical_frame"}
+        assert transforms[0]["xyz"][2] > body_frames.MIN_BODY_DEPTH_M  # placed: camera_info
     # the node runs with the installed config/lifter.yaml (and the model argument, when given)
     share = WORKSPACE / "overlay" / "install" / params.PACKAGE / "share" / params.PACKAGE
     lifter = [c for c in describe(session_pids(launched.sid)).split("; ") if "/lifter_node " in c]
