@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import threading
 import traceback
@@ -76,7 +77,17 @@ def run_node(make_node: Callable[[], Node], name: str, args=None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C under `ros2 launch` reaches a node twice (from the terminal, then from launch):
+        # the second SIGINT must not cut the clean shutdown short (KeyboardInterrupt in
+        # destroy_node, exit -2, "process has died"). The process is on its way out: ignore it.
+        _ignore_sigint()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        _ignore_sigint()  # try_shutdown reinstalls the handler rclpy.init found
     return 0
+
+
+def _ignore_sigint() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

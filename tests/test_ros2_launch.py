@@ -235,3 +235,31 @@ def test_loop_and_scale_reach_video_source(launch, ros_env, tmp_path):
     assert report["parameters"] == {"video_path": str(video), "loop": True, "scale": 0.5}, (
         report, launched.log())
     launched.assert_clean_exit(launched.interrupt())
+
+
+def test_a_second_sigint_during_shutdown_still_exits_cleanly(tmp_path):
+    """Ctrl-C under ros2 launch: the terminal's SIGINT and then launch's reach the node. Found by
+    the launch test above: a second SIGINT during destroy_node raised KeyboardInterrupt there
+    (traceback, exit code -2, "process has died"). No workspace needed: the console script."""
+    env = dict(os.environ, ROS_LOG_DIR=str(tmp_path), ROS_AUTOMATIC_DISCOVERY_RANGE="OFF",
+               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "lifter.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "diffhpe_ros.lifter_node", "--ros-args",
+                                 "--params-file", str(REPO / "config" / "lifter.yaml")],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 60
+        while "lifting" not in log_path.read_text() and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.1)
+        assert proc.poll() is None, log_path.read_text()
+        while proc.poll() is None and time.monotonic() < end:  # SIGINTs until it is gone
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.02)
+        out = log_path.read_text()
+        assert proc.wait(timeout=5) == 0, out
+        assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
