@@ -12,6 +12,7 @@ relative: push the whole pipeline into a namespace with PushRosNamespace, or rem
 The arguments are checked before any process starts: with rviz:=true and no rviz2 installed the
 launch fails at once, leaving nothing running.
 """
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -20,7 +21,6 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from diffhpe_ros import params
-from launch import LaunchDescription
 
 PACKAGE = "diffhpe_ros"
 RVIZ_PACKAGE = "rviz2"
