@@ -49,7 +49,7 @@ class ParamSpec:
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", str, "models/diffhpe_lifter.onnx",
+    ParamSpec("model_path", str, "models/mixste_lifter.onnx",
               "Lifter to load: checkpoint (.pt), ONNX graph with manifest, or TensorRT engine. "
               "A relative path is looked up in the working directory, the package source and "
               "the installed package share directory.", read_only=True),
