@@ -14,15 +14,15 @@ import numpy as np
 # --- 2D normalisation (numpy and torch alike: plain arithmetic and indexing only) -------------
 
 
-def _wh_like(image_wh, ndim: int):
-    """Insert axes so that image_wh (..., 2) broadcasts against an array of `ndim` dimensions
-    whose leading dimensions are image_wh's (e.g. (P, 2) against (P, L, J, 2))."""
-    if isinstance(image_wh, (list, tuple)):
-        image_wh = np.asarray(image_wh, dtype=np.float64)
-    extra = ndim - image_wh.ndim
+def _per_point(values, ndim: int, what: str = "image_wh"):
+    """Insert axes so that per-image values (..., C) (image_wh, intrinsics) broadcast against
+    points of `ndim` dimensions whose leading dimensions are theirs ((P, 2) against (P, L, J, 2))."""
+    if isinstance(values, (list, tuple)):
+        values = np.asarray(values, dtype=np.float64)
+    extra = ndim - values.ndim
     if extra < 0:
-        raise ValueError(f"image_wh has {image_wh.ndim} dims, more than the {ndim} of the points")
-    return image_wh[(Ellipsis,) + (None,) * extra + (slice(None),)]
+        raise ValueError(f"{what} has {values.ndim} dims, more than the {ndim} of the points")
+    return values[(Ellipsis,) + (None,) * extra + (slice(None),)]
 
 
 # The reference's 2D normalisation, as recorded in checkpoints and export manifests.
@@ -37,14 +37,14 @@ def normalize_screen(uv_px, image_wh):
     numpy arrays and torch tensors (traceable for ONNX). The image width maps to [-1, 1]; the
     aspect ratio is kept (v spans [-h/w, h/w]).
     """
-    wh = _wh_like(image_wh, uv_px.ndim)
+    wh = _per_point(image_wh, uv_px.ndim)
     w = wh[..., 0:1]
     return (uv_px * 2 - wh) / w
 
 
 def denormalize_screen(uv_n, image_wh):
     """Inverse of normalize_screen: u = (u_n + 1) * w/2, v = (v_n + h/w) * w/2 (pixels)."""
-    wh = _wh_like(image_wh, uv_n.ndim)
+    wh = _per_point(image_wh, uv_n.ndim)
     w = wh[..., 0:1]
     return (uv_n * w + wh) / 2
 
@@ -56,29 +56,19 @@ RAY_NORMALISATION = "u_n = (u - cx) / fx, v_n = (v - cy) / fy"
 GUESS_HFOV_DEG = 65.0
 
 
-def _k_like(intrinsics, ndim: int):
-    """intrinsics (..., 4) -> broadcastable against points of `ndim` dims (see _wh_like)."""
-    if isinstance(intrinsics, (list, tuple)):
-        intrinsics = np.asarray(intrinsics, dtype=np.float64)
-    extra = ndim - intrinsics.ndim
-    if extra < 0:
-        raise ValueError(f"intrinsics has {intrinsics.ndim} dims, more than the {ndim} of the points")
-    return intrinsics[(Ellipsis,) + (None,) * extra + (slice(None),)]
-
-
 def normalize_rays(uv_px, intrinsics):
     """Pixels -> normalised image coordinates (rays): ((u - cx) / fx, (v - cy) / fy).
 
     uv_px: (..., 2) pixels; intrinsics: (..., 4) = fx, fy, cx, cy pixels, leading dimensions
     aligned with uv_px's from the left (a (P, 4) serves (P, L, J, 2) points). numpy and torch
     alike (traceable for ONNX)."""
-    k = _k_like(intrinsics, uv_px.ndim)
+    k = _per_point(intrinsics, uv_px.ndim, "intrinsics")
     return (uv_px - k[..., 2:4]) / k[..., 0:2]
 
 
 def denormalize_rays(uv_n, intrinsics):
     """Inverse of normalize_rays: u = u_n fx + cx, v = v_n fy + cy (pixels)."""
-    k = _k_like(intrinsics, uv_n.ndim)
+    k = _per_point(intrinsics, uv_n.ndim, "intrinsics")
     return uv_n * k[..., 0:2] + k[..., 2:4]
 
 

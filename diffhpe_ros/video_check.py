@@ -19,6 +19,7 @@ import numpy as np
 
 from diffhpe_models.atomic import atomic_save_npz
 from diffhpe_models.camera import Camera
+from diffhpe_models.contract import sha256_file as file_sha256
 from diffhpe_models.skeleton import MEDIAPIPE33_NAMES, NUM_JOINTS, to_h36m17
 from diffhpe_ros.params import DEFAULTS
 
@@ -42,14 +43,6 @@ class DetectorSettings:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     static_image_mode: bool = False
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cache_key(*parts: object) -> str:
