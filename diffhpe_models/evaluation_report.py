@@ -415,6 +415,11 @@ def render_markdown(r: dict) -> str:
     out += _occlusion_section(r)
     out += _sampler_section(r)
     out += _streams_section(r)
+    out += ["## Real video and model sizes", "",
+            "The same models on a real multi-view video against MediaPipe's world landmarks: "
+            "[video_check.md](video_check.md) (`training/evaluate_video.py`); accuracy against "
+            "cost of the model sizes: [size_table.md](size_table.md) (`training/size_table.py`).",
+            ""]
     if r.get("examples"):
         ex = r["examples"]
         out += ["## Examples", "",
