@@ -2,7 +2,9 @@
 
 A reader (or a crashed writer) never sees a partial file: either the old file or the complete new
 one exists. The temporary file lives in the same directory so that `os.replace` is a rename on
-one file system; it is removed if anything fails before the rename.
+one file system; it is removed if anything fails before the rename. A writer killed outright
+(kill -9) cannot remove its own: the temporary name carries the writer's pid, and the next write
+of the same file removes those of writers that are no longer alive.
 """
 from __future__ import annotations
 
@@ -25,6 +27,32 @@ def _target_mode(path: Path) -> int:
         return 0o666 & ~mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of `path` left by writers that died before their rename
+    (`.<name>.<pid>.<random>.tmp` with a pid that is no longer alive). Returns what was removed."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a temporary binary file next to `path`; on a clean exit it replaces `path`.
@@ -34,7 +62,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates 0600; give the file the mode a plain open() would (or the old file's).
         os.chmod(tmp, _target_mode(path))

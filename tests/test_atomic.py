@@ -77,3 +77,31 @@ def test_replace_section_keeps_the_hand_written_text(tmp_path):
     assert "second A" in text and "first A" not in text and "first B" in text
     assert text.index("second A") < text.index("first B")  # replaced in place
     assert text.count("<!-- a:begin") == 1 and text.count("<!-- a:end -->") == 1
+
+
+def test_a_writer_killed_outright_leaves_no_temporary_file_behind(tmp_path):
+    # kill -9 during a write leaves its temporary file (nothing can remove it then); the next
+    # write of the same file removes it, and never a live writer's.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "data.npz"
+    code = ("import sys, time; from diffhpe_models.atomic import atomic_open\n"
+            "with atomic_open(sys.argv[1]) as f:\n"
+            "    f.write(b'partial'); f.flush(); print('writing', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    live = list(tmp_path.glob(".data.npz.*.tmp"))
+    assert len(live) == 1
+    from diffhpe_models.atomic import atomic_write_bytes, remove_stale_temporaries
+
+    assert remove_stale_temporaries(target) == []          # its writer is alive: kept
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(0.05)
+    assert list(tmp_path.glob(".data.npz.*.tmp")) == live and not target.exists()
+    atomic_write_bytes(target, b"complete")
+    assert target.read_bytes() == b"complete"
+    assert list(tmp_path.glob(".data.npz.*.tmp")) == []
