@@ -8,7 +8,6 @@ frame. 417k frames at 30 fps of professional actors: locomotion, gestures, fight
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tarfile
@@ -19,6 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .bvh import parse_bvh
+from .fetch import sha256_file
 from .mocap import DERIVED, MocapSequence, bvh_to_h36m, check_positions, frozen_frames, trim_frozen_ends
 
 LICENCE = "CC BY-NC 4.0 (c) 2022 Bandai Namco Research Inc."
@@ -93,12 +93,9 @@ def check_archive(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (get the BVH files from the public repository "
                                 "BandaiNamcoResearchInc/Bandai-Namco-Research-Motiondataset)")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != expected:
-        raise ValueError(f"{path}: sha256 {h.hexdigest()} does not match the pinned {expected}")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ValueError(f"{path}: sha256 {actual} does not match the pinned {expected}")
     return path
 
 

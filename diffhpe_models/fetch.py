@@ -116,7 +116,7 @@ PINNED_SHA256 = {  # keys: (normalised name, version)
 }
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -139,7 +139,7 @@ def fetch_package(name: str, version: str, cache_dir: str | os.PathLike, sdist: 
     cached = find_cached(name, version, cache_dir, sdist=sdist)
     if cached is not None:
         try:
-            if pinned is not None and _sha256(cached) != pinned:
+            if pinned is not None and sha256_file(cached) != pinned:
                 raise FetchError(f"{cached}: sha256 differs from the pinned one")
             return verify_archive(cached)
         except FetchError:
