@@ -39,3 +39,27 @@ def test_missing_package_gives_a_clear_message(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "cannot get a source package" in err and "holosoma-retargeting==0.0.0" in err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_bandai_namco_folder_problems_are_clear_and_write_nothing(tmp_path, capsys):
+    out = tmp_path / "full.npz"
+    # A folder without the archives: named, nothing written.
+    assert _script().main(["--cache", str(CACHE), "--out", str(out),
+                           "--bandai-namco", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert "bandai-namco-motion-1.tar.xz" in err and "missing" in err and not out.exists()
+    # An archive that is not the pinned one.
+    (tmp_path / "bn").mkdir()
+    for name in ("bandai-namco-motion-1.tar.xz", "bandai-namco-motion-2.tar.xz"):
+        (tmp_path / "bn" / name).write_bytes(b"not the archive")
+    assert _script().main(["--cache", str(CACHE), "--out", str(out),
+                           "--bandai-namco", str(tmp_path / "bn")]) == 1
+    assert "does not match the pinned" in capsys.readouterr().err and not out.exists()
+
+
+def test_registry_only_and_a_bandai_namco_folder_exclude_each_other(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        _script().main(["--registry-only", "--bandai-namco", str(tmp_path), "--out", str(tmp_path / "x.npz")])
+    assert e.value.code == 2
