@@ -20,6 +20,7 @@ WINDOW_MODES = ("causal", "centred")
 SAMPLERS = ("ddim", "ddpm")
 PREDICTIONS = ("epsilon", "x0")
 AGGREGATIONS = ("mean", "median", "reproj")
+OBJECTIVES = ("denoising", "energy")
 # How the model sees 2D: "screen" = the reference's image-size normalisation (graph input
 # image_wh); "rays" = normalised by the camera intrinsics (graph input intrinsics: fx, fy, cx, cy).
 INPUT_NORMALISATIONS = ("screen", "rays")
@@ -114,6 +115,10 @@ class ModelConfig:
     # Wrapper only: the pre-trained MixSTE checkpoint whose features condition the denoiser. Read
     # once at training start (its weights then live in the Wrapper's own checkpoint).
     conditioner_checkpoint: str = ""
+    # Wrapper only: the denoiser predicts a correction to the frozen MixSTE's own pose (x0 =
+    # MixSTE pose + output; needs prediction "x0"). Its head starts at zero, so an untrained
+    # denoiser already is MixSTE: the diffusion can only add to the conditioner, not start below it.
+    residual: bool = False
 
 
 @dataclass
@@ -147,6 +152,12 @@ class TrainConfig:
     val_samples: int = 2048          # validation windows evaluated each epoch (fixed subset)
     workers: int = 2                 # DataLoader worker processes
     seed: int = 0
+    # "denoising": the diffusion loss at a random step (DDPM training). "energy": the run-time
+    # few-step sampler unrolled from `energy_samples` noises per window and trained with the
+    # per-joint energy score (a strictly proper scoring rule), so that its hypotheses are samples
+    # of p(pose | 2D) rather than copies of the posterior mean (objectives.energy_score).
+    objective: str = "denoising"
+    energy_samples: int = 4
 
 
 @dataclass
@@ -322,3 +333,13 @@ def validate(config: ExperimentConfig) -> None:
     for name in ("lr_patience", "samples_per_epoch", "val_samples", "workers", "seed"):
         _require(getattr(t, name) >= 0, f"train.{name}", "must be >= 0")
     _require(t.grad_clip >= 0, "train.grad_clip", "must be >= 0")
+    _require(t.objective in OBJECTIVES, "train.objective",
+             f"expected one of {OBJECTIVES}, got {t.objective!r}")
+    _require(t.objective == "denoising" or m.variant != "mixste", "train.objective",
+             f"{t.objective!r} trains a diffusion sampler; a 'mixste' model has none")
+    _require(t.energy_samples >= 2, "train.energy_samples",
+             f"must be >= 2 (the energy score compares samples), got {t.energy_samples}")
+    _require(not m.residual or m.variant == "diffhpe_wrapper", "model.residual",
+             f"only the Wrapper has a conditioner pose to correct, got variant {m.variant!r}")
+    _require(not m.residual or df.prediction == "x0", "diffusion.prediction",
+             f"model.residual needs prediction 'x0', got {df.prediction!r}")

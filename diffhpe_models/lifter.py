@@ -12,6 +12,8 @@ with the H hypotheses folded into the batch, aggregate. No data-dependent contro
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -26,11 +28,29 @@ from .sampler import Sampler, SamplerSettings
 from .skeleton import NUM_JOINTS, ROOT
 
 
+class Conditioning(NamedTuple):
+    """What a window's 2D gives every denoising step: the encoded condition (J, L, B, C) and,
+    for a residual Wrapper, the frozen MixSTE's own pose in diffusion units (B, L, J, 3)."""
+
+    encoded: torch.Tensor
+    base: torch.Tensor | None
+
+    def repeat(self, h: int) -> "Conditioning":
+        """Each window's conditioning repeated for its H hypotheses (batch B -> B H, hypothesis
+        fastest, as the noise is folded)."""
+        j, l, b, c = self.encoded.shape
+        encoded = self.encoded.unsqueeze(3).expand(-1, -1, -1, h, -1).reshape(j, l, b * h, c)
+        base = None if self.base is None else self.base.unsqueeze(1).expand(
+            -1, h, -1, -1, -1).reshape(b * h, *self.base.shape[1:])
+        return Conditioning(encoded, base)
+
+
 class DiffHPE(nn.Module):
     """Conditioner + denoiser of a DiffHPE variant ('diffhpe_2d' or 'diffhpe_wrapper').
 
     The Wrapper's MixSTE is frozen: no gradients, always in eval mode (its dropout/drop-path
-    stay off even while the denoiser trains).
+    stay off even while the denoiser trains). A residual Wrapper (model.residual) predicts
+    x0 = MixSTE's pose + the denoiser's output.
     """
 
     def __init__(self, config: ExperimentConfig):
@@ -49,6 +69,8 @@ class DiffHPE(nn.Module):
             raise ValueError(f"DiffHPE: variant must be diffhpe_2d or diffhpe_wrapper, got {m.variant!r}")
         self.denoiser = Denoiser(m.denoiser, window, m.causal, config.diffusion.timesteps,
                                  condition_channels, embed_pose=self.mixste is not None)
+        self.residual = m.residual
+        self.pose_scale_m = config.diffusion.pose_scale_m
 
     def train(self, mode: bool = True) -> "DiffHPE":
         super().train(mode)
@@ -56,16 +78,23 @@ class DiffHPE(nn.Module):
             self.mixste.eval()
         return self
 
-    def condition(self, uv_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, J, 2) normalised 2D, (B, L, J) mask -> (B, L, J, Dc) condition."""
+    def encode(self, uv_n: torch.Tensor, mask: torch.Tensor) -> Conditioning:
+        """(B, L, J, 2) normalised 2D, (B, L, J) mask -> the Conditioning, once per window."""
+        base = None
         if self.mixste is not None:
-            return self.mixste.features(uv_n, mask)
-        m = mask.to(uv_n.dtype).unsqueeze(-1)
-        return torch.cat([uv_n * m, m], dim=-1)
+            features = self.mixste.features(uv_n, mask)             # (B, L, J, Dc)
+            if self.residual:
+                pose = self.mixste.head(features)
+                base = (pose - pose[..., ROOT:ROOT + 1, :]) * (1.0 / self.pose_scale_m)
+        else:
+            m = mask.to(uv_n.dtype).unsqueeze(-1)
+            features = torch.cat([uv_n * m, m], dim=-1)
+        return Conditioning(self.denoiser.encode_condition(features), base)
 
-    def encode(self, uv_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The encoded condition (J, L, B, C), computed once per window."""
-        return self.denoiser.encode_condition(self.condition(uv_n, mask))
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+        """The network output for x_t (B, L, J, 3) at step t: eps or x0 in diffusion units."""
+        out = self.denoiser(x_t, t, conditioning.encoded)
+        return out if conditioning.base is None else out + conditioning.base
 
 
 def build_model(config: ExperimentConfig) -> nn.Module:
@@ -162,15 +191,20 @@ class LiftingPipeline(nn.Module):
             # Spread 0, written as 0 * noise so that an exported graph keeps the `noise` input
             # (exporters drop unused inputs, and every variant must share one interface).
             return pose, 0.0 * noise[:, 0, :, :, 0]
-        l, j, h = self.window, NUM_JOINTS, self.hypotheses
-        encoded = self.model.encode(uv_n, mask)                          # (J, L, P, C), once
-        c = encoded.shape[-1]
-        encoded = encoded.unsqueeze(3).expand(-1, -1, -1, h, -1).reshape(j, l, -1, c)  # (J, L, P H, C)
-        denoiser = self.model.denoiser
-        x0 = self.sampler.sample(lambda x_t, t: denoiser(x_t, t, encoded), noise.reshape(-1, l, j, 3))
-        hyps = x0.reshape(-1, h, l, j, 3) * self.config.diffusion.pose_scale_m  # back to metres
-        hyps = hyps - hyps[..., ROOT:ROOT + 1, :]
+        hyps = sample_hypotheses(self.model, self.sampler, uv_n, mask, noise)
         return aggregate(hyps, uv_n, mask, self.settings.aggregation)
+
+
+def sample_hypotheses(model: DiffHPE, sampler: Sampler, uv_n: torch.Tensor, mask: torch.Tensor,
+                      noise: torch.Tensor) -> torch.Tensor:
+    """The sampler's H hypotheses of each window: (P, L, J, 2) normalised 2D, (P, L, J) mask,
+    noise (P, H, L, J, 3) -> (P, H, L, J, 3) root-relative metres. What runs at run time and what
+    the energy objective trains through (gradients flow when the caller allows them)."""
+    p, h, l, j, _ = noise.shape
+    conditioning = model.encode(uv_n, mask).repeat(h)                # once per window
+    x0 = sampler.sample(lambda x_t, t: model.predict(x_t, t, conditioning), noise.reshape(-1, l, j, 3))
+    hyps = x0.reshape(p, h, l, j, 3) * model.pose_scale_m              # back to metres
+    return hyps - hyps[..., ROOT:ROOT + 1, :]
 
 
 def window_calibration(window: dict, normalisation: str):

@@ -42,9 +42,11 @@ from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_
 from .config import ConfigError, ExperimentConfig, save_config
 from .dataset import load_dataset
 from .diffusion import cosine_schedule, diffusion_loss
-from .lifter import LiftingPipeline, build_model, window_calibration
+from .lifter import LiftingPipeline, build_model, sample_hypotheses, window_calibration
 from .metrics import mpjpe, p_mpjpe
-from .skeleton import NUM_JOINTS
+from .objectives import energy_score
+from .sampler import Sampler, SamplerSettings
+from .skeleton import NUM_JOINTS, ROOT
 from .windows import WindowDataset, camera_sampler, target_frame
 
 BATCH_KEYS = ("keypoints_px", "mask", "calibration", "pose3d_m")
@@ -83,7 +85,13 @@ class EpochSampler(DistributedSampler):
 
 
 class TrainingObjective(nn.Module):
-    """forward(batch tensors) -> scalar loss; the module DistributedDataParallel wraps."""
+    """forward(batch tensors) -> scalar loss; the module DistributedDataParallel wraps.
+
+    MixSTE: MPJPE. DiffHPE, train.objective "denoising": the diffusion loss at a random step;
+    "energy": the run-time sampler (the config's DDIM steps, eta 0) unrolled from
+    `energy_samples` initial noises per window, its hypotheses scored by the per-joint energy
+    score in metres against the ground truth (every frame of the window).
+    """
 
     def __init__(self, model: nn.Module, config: ExperimentConfig, device: torch.device):
         super().__init__()
@@ -94,16 +102,27 @@ class TrainingObjective(nn.Module):
         self.prediction = d.prediction
         self.pose_scale_m = d.pose_scale_m
         self.normalisation = config.data.input_normalisation
+        self.objective = config.train.objective
+        self.energy_samples = config.train.energy_samples
+        self.sampler = None
+        if self.objective == "energy" and not self.is_mixste:
+            settings = SamplerSettings("ddim", d.steps, self.energy_samples, 0.0, "mean")
+            self.sampler = Sampler(self.schedule, settings, d.prediction)
 
     def forward(self, keypoints_px, mask, calibration, pose3d_m) -> torch.Tensor:
         """calibration: image_wh (B, 2) or intrinsics (B, 4), by data.input_normalisation."""
         uv_n = normalize_input(keypoints_px, calibration, self.normalisation) * mask.unsqueeze(-1)
         if self.is_mixste:
             return torch.linalg.vector_norm(self.model(uv_n, mask) - pose3d_m, dim=-1).mean()
-        encoded = self.model.encode(uv_n, mask)                # once per window, not per step
-        denoiser = self.model.denoiser
-        return diffusion_loss(lambda x_t, t: denoiser(x_t, t, encoded), self.schedule,
-                              pose3d_m / self.pose_scale_m, self.prediction)
+        if self.sampler is not None:
+            b, l, j, _ = pose3d_m.shape
+            noise = torch.randn((b, self.energy_samples, l, j, 3), device=pose3d_m.device,
+                                dtype=pose3d_m.dtype)
+            hyps = sample_hypotheses(self.model, self.sampler, uv_n, mask, noise)
+            return energy_score(hyps, pose3d_m - pose3d_m[..., ROOT:ROOT + 1, :])
+        conditioning = self.model.encode(uv_n, mask)           # once per window, not per step
+        return diffusion_loss(lambda x_t, t: self.model.predict(x_t, t, conditioning),
+                              self.schedule, pose3d_m / self.pose_scale_m, self.prediction)
 
 
 # --- set-up ---------------------------------------------------------------------------------

@@ -282,8 +282,10 @@ def test_pose_scale_runs_the_diffusion_in_scaled_units():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape) * 0.1)
+    scaled_model = build_model(from_dict(scaled))          # the scale is the model's (its config)
+    scaled_model.load_state_dict(model.state_dict())
     a = LiftingPipeline(model, from_dict(base))
-    b = LiftingPipeline(model, from_dict(scaled))
+    b = LiftingPipeline(scaled_model, from_dict(scaled))
     l, h = a.window, a.hypotheses
     kp = torch.rand(2, l, 17, 2) * 500
     mask = torch.ones(2, l, 17)
