@@ -2,17 +2,20 @@
 
     python training/benchmark.py                          # CPU, ~5 min on 2 cores
     python training/benchmark.py --quick                  # ~1 min, for quick checks
-    python training/benchmark.py --out docs/benchmarks.md # also write them (lifting section)
+    python training/benchmark.py --out docs/benchmarks.md # also write them (the model's section)
+    python training/benchmark.py --checkpoint models/mixste.pt --onnx models/mixste_lifter.onnx
     python training/benchmark.py --device cuda            # GPU: torch eager vs CUDA graphs
 
 What it measures, each after a warm-up, as one `Lifter.lift` call per frame (noise drawing and
 input checks included, as the node pays them): p50/p99/max latency and throughput; backends side
 by side; scaling over persons, DDIM steps, hypotheses H and window L (each exported on the fly
-into a temp dir, one factor at a time around the default); FLOPs per call of each exported graph
-(MatMul/Gemm/Conv/Einsum) and the achieved fraction of the CPU's ~84 GFLOP/s practical peak;
-peak RSS of a subprocess that loads the default graph and lifts 10,000 windows; the lifter next
-to MediaPipe on the demo video (lift time per person-frame / detection time per frame). It
-states the real-time goals, the measured values, met/missed and by how much.
+into a temp dir, one factor at a time around the default; a deterministic model such as MixSTE
+has no sampler: its one setting, labelled 'deterministic', instead of the steps and H sweeps);
+FLOPs per call of each exported graph (MatMul/Gemm/Conv/Einsum) and the achieved fraction of the
+CPU's ~84 GFLOP/s practical peak; peak RSS of a subprocess that loads the default graph and
+lifts 10,000 windows; the lifter next to MediaPipe on the demo video (lift time per person-frame /
+detection time per frame). It states the real-time goals, the measured values, met/missed and by
+how much.
 
 Noisy machines: the rows a table compares are measured interleaved (a few calls of each row in
 turn, round after round), so a load that comes and goes hits them alike, and each table says
@@ -22,7 +25,13 @@ diffhpe_models/threads.py (ONNX Runtime spinning off, torch OMP_WAIT_POLICY=PASS
 The model: --checkpoint (default models/diffhpe_wrapper.pt, the shipped checkpoint); without
 one, an untrained model of --config (default training/configs/diffhpe_wrapper.yaml): latency
 does not depend on the weights. Default settings (steps, H, aggregation) are those of --onnx
-(default models/diffhpe_lifter.onnx, the shipped graph) when it exists, else the checkpoint's.
+(default: the graph beside the checkpoint whose manifest names it, e.g. models/diffhpe_lifter.onnx
+for models/diffhpe_wrapper.pt and models/mixste_lifter.onnx for models/mixste.pt) when there is
+one, else the checkpoint's; a graph of another variant is refused.
+
+--out writes one section per model variant (markers `lifting-benchmark-<variant>`), replacing
+that variant's previous run and keeping everything else in the file (the other variants' sections,
+the end-to-end section of training/benchmark_e2e.py).
 """
 from __future__ import annotations
 
@@ -46,7 +55,7 @@ from diffhpe_models import threads  # (the thread policy, set before torch loads
 REPO = Path(__file__).resolve().parents[1]
 # Practical fp32 peak of the 2-core CPU: a 1024^3 torch matmul reached 79-84 GFLOP/s on it.
 PEAK_GFLOPS = 84.0
-SECTION = "lifting-benchmark"  # the part of docs/benchmarks.md this script writes
+SECTION = "lifting-benchmark"  # docs/benchmarks.md: this script writes SECTION-<variant>
 GOAL_P99_MS, GOAL_FPS_4P, GOAL_RSS_MB, GOAL_SPEEDUP = 10.0, 30.0, 1000.0, 2.0
 GOAL_LIFT_PER_DETECT = 0.33  # lift of one person-frame / MediaPipe on one frame
 MIN_CALLS = 8
@@ -59,8 +68,10 @@ def parse_args(argv=None):
                    help="the shipped checkpoint (the torch rows, and the source of every export)")
     p.add_argument("--config", type=Path, default=REPO / "training" / "configs" / "diffhpe_wrapper.yaml",
                    help="model of the untrained stand-in when there is no checkpoint")
-    p.add_argument("--onnx", type=Path, default=REPO / "models" / "diffhpe_lifter.onnx",
-                   help="the shipped graph: its settings are the defaults; used for the RSS run")
+    p.add_argument("--onnx", type=Path,
+                   help="the shipped graph of --checkpoint: its settings are the defaults; used for "
+                        "the RSS run and next to the detector (default: the graph beside the "
+                        "checkpoint whose manifest names it, if any)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="torch / onnxruntime intra-op threads (default: all cores)")
@@ -72,7 +83,9 @@ def parse_args(argv=None):
     p.add_argument("--gpu-persons", type=int, default=8)
     p.add_argument("--quick", action="store_true",
                    help="few iterations, fewer settings, 2,000 RSS windows")
-    p.add_argument("--out", type=Path, help="write the tables into this markdown file")
+    p.add_argument("--out", type=Path,
+                   help="write the tables into this markdown file, as the model variant's section "
+                        "(replaced; the other sections are kept)")
     p.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -208,23 +221,55 @@ class Models:
                                               extra={"fps": 30.0})
             self.label = (f"untrained model of `{args.config.name}` (no {args.checkpoint.name}; "
                           "latency does not depend on the weights)")
+        from diffhpe_models.lifter import LiftingPipeline
+
         model, self.config, _ = load_checkpoint(self.checkpoint)
         self.parameters = sum(p.numel() for p in model.parameters())
-        d = self.config.diffusion
-        self.defaults = {"steps": d.steps, "hypotheses": d.hypotheses,
-                         "aggregation": d.aggregation, "window": self.config.data.window}
+        self.variant = self.config.model.variant
+        # A deterministic model (MixSTE) runs no sampler: no steps, 1 hypothesis, no aggregation
+        # (the manifest's convention), and refuses sampler settings.
+        self.deterministic = LiftingPipeline(model, self.config).settings is None
+        if self.deterministic:
+            self.defaults = {"steps": 0, "hypotheses": 1, "aggregation": None}
+        else:
+            d = self.config.diffusion
+            self.defaults = {"steps": d.steps, "hypotheses": d.hypotheses,
+                             "aggregation": d.aggregation}
+        self.defaults["window"] = self.config.data.window
         self.shipped = None
-        if args.onnx.is_file():
+        onnx = args.onnx if args.onnx is not None else graph_of(args.checkpoint)
+        if onnx is not None and onnx.is_file():
             from diffhpe_models.export import read_manifest
 
-            m = read_manifest(args.onnx)
-            self.shipped = args.onnx
+            m = read_manifest(onnx)
+            if m["variant"] != self.variant:
+                raise SystemExit(f"{onnx}: a {m['variant']!r} graph but {self.checkpoint} is a "
+                                 f"{self.variant!r} model: give the graph exported from it (--onnx)")
+            self.shipped = onnx
             self.defaults.update({k: m[k] for k in ("steps", "hypotheses", "aggregation")})
             if m["window"] != self.config.data.window:
-                raise SystemExit(f"{args.onnx}: window {m['window']} but {self.checkpoint} has "
+                raise SystemExit(f"{onnx}: window {m['window']} but {self.checkpoint} has "
                                  f"{self.config.data.window}")
         self._checkpoints = {self.config.data.window: self.checkpoint}
         self._exports: dict[tuple, Path] = {}
+
+    def setting(self) -> str:
+        """The default setting, as the section headings name it."""
+        d = self.defaults
+        if self.deterministic:
+            return f"deterministic (no sampler), L={d['window']}"
+        return f"steps={d['steps']}, H={d['hypotheses']}, L={d['window']}"
+
+    def sampler_kw(self, steps: int, hypotheses: int) -> dict:
+        """The sampler settings to export / load with ({} for a deterministic model, which has
+        none: it refuses them)."""
+        if self.deterministic:
+            if (steps, hypotheses) != (0, 1):
+                raise ValueError(f"a deterministic {self.variant!r} model has no steps / "
+                                 f"hypotheses to set (got steps {steps}, H {hypotheses})")
+            return {}
+        return {"steps": steps, "hypotheses": hypotheses,
+                "aggregation": self.defaults["aggregation"]}
 
     def checkpoint_for(self, window: int) -> Path:
         """The checkpoint for window L: the real one, or an untrained copy of its config at L
@@ -247,11 +292,13 @@ class Models:
 
         key = (steps, hypotheses, window)
         if key not in self._exports:
-            out = self.tmp / f"lifter_s{steps}_h{hypotheses}_l{window}.onnx"
+            name = (f"lifter_deterministic_l{window}" if self.deterministic
+                    else f"lifter_s{steps}_h{hypotheses}_l{window}")
+            out = self.tmp / f"{name}.onnx"
             # Latency does not need the 1e-4 m parity of a shipped export (tested there); a
             # reproj tie flipping between near-identical hypotheses must not stop the benchmark.
-            export_checkpoint(self.checkpoint_for(window), out, steps, hypotheses,
-                              self.defaults["aggregation"], parity_tolerance_m=1e-2)
+            export_checkpoint(self.checkpoint_for(window), out, parity_tolerance_m=1e-2,
+                              **self.sampler_kw(steps, hypotheses))
             self._exports[key] = out
         return self._exports[key]
 
@@ -262,13 +309,35 @@ class Models:
 
         return float(graph_flops(onnx.load(self.onnx(steps, hypotheses, window)), persons)["flops"])
 
+    def default_graph(self) -> Path:
+        """The shipped graph, else the default setting exported here."""
+        d = self.defaults
+        return self.shipped or self.onnx(d["steps"], d["hypotheses"], d["window"])
+
+
+def graph_of(checkpoint: Path) -> Path | None:
+    """The exported graph beside `checkpoint` whose manifest names it (its sha256), if any."""
+    from diffhpe_models.contract import manifest_path, sha256_file
+
+    if not checkpoint.is_file():
+        return None
+    digest = sha256_file(checkpoint)
+    for graph in sorted(checkpoint.parent.glob("*.onnx")):
+        try:
+            manifest = json.loads(manifest_path(graph).read_text())
+        except (OSError, ValueError):
+            continue
+        if (manifest.get("source") or {}).get("checkpoint_sha256") == digest:
+            return graph
+    return None
+
 
 def load(models: Models, backend: str, args, steps=None, hypotheses=None, window=None, **kw):
     """A Lifter for one backend and setting ('torch', 'torch-1thread', 'torch-cudagraph',
     'torch-compile', 'onnxruntime', 'onnxruntime-1thread', 'onnxruntime-cuda')."""
     from diffhpe_models.runtime import TorchBackend, load_lifter
 
-    steps = steps or models.defaults["steps"]
+    steps = models.defaults["steps"] if steps is None else steps
     hypotheses = hypotheses or models.defaults["hypotheses"]
     window = window or models.defaults["window"]
     n_threads = 1 if backend.endswith("1thread") else args.threads
@@ -277,8 +346,7 @@ def load(models: Models, backend: str, args, steps=None, hypotheses=None, window
         return load_lifter(models.onnx(steps, hypotheses, window), backend="onnxruntime",
                            device=device, intra_op_threads=n_threads, **kw)
     lifter = load_lifter(models.checkpoint_for(window), backend="torch", device=args.device,
-                         steps=steps, hypotheses=hypotheses,
-                         aggregation=models.defaults["aggregation"], intra_op_threads=n_threads,
+                         **models.sampler_kw(steps, hypotheses), intra_op_threads=n_threads,
                          cuda_graphs=backend == "torch-cudagraph", **kw)
     if backend == "torch-compile":
         import torch
@@ -331,9 +399,8 @@ def section_backends(models: Models, args, results: dict) -> str:
         rows[rows.index(None)] = [
             case.lifter.backend_name + (" (1 thread)" if backend.endswith("1thread") else ""),
             persons, t.p50_ms, t.p99_ms, t.max_ms, t.calls_per_s, t.calls_per_s * persons, t.calls]
-    d = models.defaults
-    head = (f"### Backends side by side ({args.device}, steps={d['steps']}, H={d['hypotheses']}, "
-            f"L={d['window']}, {args.threads} threads unless noted)\n\n")
+    head = (f"### Backends side by side ({args.device}, {models.setting()}, "
+            f"{args.threads} threads unless noted)\n\n")
     return head + table(["backend", "persons", "p50 ms", "p99 ms", "max ms", "calls/s",
                          "person-windows/s", "timed calls"], rows) + "\n\n" + load_note.line()
 
@@ -347,8 +414,8 @@ def section_scaling(models: Models, args, results: dict) -> str:
     torch_threads = torch_threads_of(backend, args)
     d = models.defaults
     cuda = args.device.startswith("cuda")
-    out = [f"### Scaling ({backend}, one factor at a time around steps={d['steps']}, "
-           f"H={d['hypotheses']}, L={d['window']}, 1 person unless varied)"]
+    out = [f"### Scaling ({backend}, one factor at a time around {models.setting()}, "
+           "1 person unless varied)"]
     flop_headers = ["GFLOP/call", "GFLOP/s"] + ([] if cuda else ["% of 84 GFLOP/s"])
 
     def flop_cells(flops, t):
@@ -369,14 +436,18 @@ def section_scaling(models: Models, args, results: dict) -> str:
     out.append(table(["persons", "p50 ms", "p99 ms", "max ms", "p50 ms/person",
                       "person-windows/s", *flop_headers], rows) + "\n\n" + load_note.line())
 
-    settings = [("steps", [1, 2] if args.quick else [1, 2, 5, 10]),
-                ("hypotheses", [1, 5] if args.quick else [1, 5, 10]),
-                ("window", [d["window"]] if args.quick else sorted({d["window"], 27, 81}))]
+    windows = ("window", [d["window"]] if args.quick else sorted({d["window"], 27, 81}))
+    if models.deterministic:  # no sampler: its one setting instead of the steps and H sweeps
+        settings = [("sampler", ["deterministic"]), windows]
+    else:
+        settings = [("steps", [1, 2] if args.quick else [1, 2, 5, 10]),
+                    ("hypotheses", [1, 5] if args.quick else [1, 5, 10]), windows]
     for name, values in settings:
         lifters, prepared_s, kws = [], [], []
         for value in values:  # export and load them all, then time them interleaved
             kw = {"steps": d["steps"], "hypotheses": d["hypotheses"], "window": d["window"]}
-            kw[name] = value
+            if name in kw:
+                kw[name] = value
             t0 = time.perf_counter()
             lifters.append(load(models, backend, args, **kw))
             prepared_s.append(time.perf_counter() - t0)
@@ -387,6 +458,8 @@ def section_scaling(models: Models, args, results: dict) -> str:
         for value, kw, t, prep in zip(values, kws, timings, prepared_s):
             flops = models.flops(kw["steps"], kw["hypotheses"], kw["window"])
             note = "" if kw["window"] == models.config.data.window or name != "window" else " (untrained)"
+            if name == "sampler":
+                note = f" (no steps, H=1, L={kw['window']})"
             rows.append([f"{value}{note}", t.p50_ms, t.p99_ms, t.max_ms, t.calls_per_s,
                          *flop_cells(flops, t), prep])
         out.append(table([name, "p50 ms", "p99 ms", "max ms", "calls/s", *flop_headers,
@@ -427,8 +500,7 @@ def rss_child(onnx_path: Path, windows: int, threads: int) -> int:
 
 
 def section_memory(models: Models, args, results: dict) -> str:
-    d = models.defaults
-    onnx_path = models.shipped or models.onnx(d["steps"], d["hypotheses"], d["window"])
+    onnx_path = models.default_graph()
     # One intra-op thread, as the node runs by default (config/lifter.yaml): memory does not
     # depend on it, and the run is fastest on a busy 2-core machine.
     command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(onnx_path),
@@ -463,8 +535,7 @@ def section_lifter_vs_detector(models: Models, args, results: dict) -> str:
     from diffhpe_ros.video_frames import VideoFrames
     from diffhpe_ros.window_buffer import CausalWindow
 
-    d = models.defaults
-    onnx_path = models.shipped or models.onnx(d["steps"], d["hypotheses"], d["window"])
+    onnx_path = models.default_graph()
     lifter = load_lifter(onnx_path, backend="onnxruntime")
     video_path, _ = demo_video("pose2sim", REPO / ".cache")
     persons_list = [1, 4]
@@ -581,7 +652,8 @@ def section_header(models: Models, args, argv: list[str]) -> str:
     command = "python training/benchmark.py" + ("" if not argv else " " + shlex.join(argv))
     load1 = os.getloadavg()[0]
     return "\n".join([
-        "## Lifting (`training/benchmark.py`)",
+        f"## Lifting: {models.variant}{', deterministic' if models.deterministic else ''} "
+        "(`training/benchmark.py`)",
         "",
         f"Command: `{command}`  ",
         f"Run: {datetime.datetime.now().astimezone().isoformat(timespec='minutes')}, "
@@ -590,19 +662,27 @@ def section_header(models: Models, args, argv: list[str]) -> str:
         f"Versions: torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"Python {platform.python_version()}  ",
         f"Model: {models.label}; {models.config.model.variant}, {models.parameters / 1e6:.2f} M "
-        f"parameters; defaults steps={d['steps']}, H={d['hypotheses']}, L={d['window']} "
-        f"({models.config.data.window_mode}), aggregation={d['aggregation']}  ",
+        + (f"parameters; deterministic (no sampler: no steps, 1 hypothesis), L={d['window']} "
+           f"({models.config.data.window_mode})  " if models.deterministic else
+           f"parameters; defaults steps={d['steps']}, H={d['hypotheses']}, L={d['window']} "
+           f"({models.config.data.window_mode}), aggregation={d['aggregation']}  "),
         f"Method: {args.warmup} warm-up calls, then up to {args.iterations} timed calls "
         f"(at most {args.max_seconds:g} s) of `Lifter.lift` per row; one call lifts all persons "
         "of one frame. FLOPs: MatMul/Gemm/Conv/Einsum of the exported graph; GFLOP/s at p50.",
     ])
 
 
-def write_section(path: Path, markdown: str) -> None:
-    """Replace the lifting section of `path` (between its markers), keeping everything else."""
+def section_key(models: Models) -> str:
+    """The markers of this model's section in the --out file: one section per variant."""
+    return f"{SECTION}-{models.variant}"
+
+
+def write_section(path: Path, key: str, markdown: str) -> None:
+    """Replace section `key` of `path` (between its markers), keeping everything else (the other
+    models' sections included); appended when the file has none yet."""
     from diffhpe_models.atomic import atomic_replace_section
 
-    atomic_replace_section(path, SECTION, markdown, title="# Benchmarks")
+    atomic_replace_section(path, key, markdown, title="# Benchmarks")
 
 
 def main(argv=None) -> int:
@@ -627,10 +707,11 @@ def main(argv=None) -> int:
             print(parts[-1] + "\n", flush=True)
             print(f"<!-- {section.__name__}: {time.perf_counter() - t0:.0f} s -->\n", file=sys.stderr)
         parts.append(section_goals(args, results))
+        key = section_key(models)
     markdown = "\n\n".join(parts) + "\n"
     print(parts[-1])
     if args.out:
-        write_section(args.out, markdown)
+        write_section(args.out, key, markdown)
         print(f"\nwrote {args.out}")
     return 0
 
