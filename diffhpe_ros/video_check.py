@@ -135,9 +135,20 @@ def core_settings(node_params: dict | None = None):
     return Settings(**{f.name: values[f.name] for f in fields(Settings)})
 
 
-def lift_stream(lifter, keypoints_px: np.ndarray, conf: np.ndarray, found: np.ndarray,
-                fps: float, camera: Camera, node_params: dict | None = None,
-                warn=None) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class LiftedView:
+    """One view lifted frame by frame (`lift_view`): T frames, H36M-17 joints."""
+
+    pose_m: np.ndarray  # (T, 17, 3) the published pose, root-relative, camera frame; 0 if not lifted
+    lifted: np.ndarray  # (T,) bool: the node published a pose for the frame
+    spread_m: np.ndarray  # (T, 17) the lifter's spread of the published frame (0 if not lifted)
+    observed: np.ndarray  # (T, 17) bool: the joints the lifter got as observed in that frame
+    #   (the node's confidence mask of the frame: MediaPipe visibility >= confidence_threshold)
+
+
+def lift_view(lifter, keypoints_px: np.ndarray, conf: np.ndarray, found: np.ndarray,
+              fps: float, camera: Camera, node_params: dict | None = None,
+              warn=None) -> LiftedView:
     """Lift one view's MediaPipe stream frame by frame through the lifter node's own logic
     (lifter_core.LifterCore: H36M-17 mapping, confidence mask, tracking, causal windows on the
     model's grid, noise slots, output checks), fed what the node would get: the camera's
@@ -145,8 +156,9 @@ def lift_stream(lifter, keypoints_px: np.ndarray, conf: np.ndarray, found: np.nd
     keypoints message per frame stamped t / fps.
 
     keypoints_px (T, 33, 2), conf (T, 33), found (T,): MediaPipe's output per frame.
-    Returns (pose_m (T, 17, 3) root-relative camera frame, lifted (T,) bool): frames with nobody,
-    too few visible joints or an output the node would not publish are not lifted.
+    Frames with nobody, too few visible joints or an output the node would not publish are not
+    lifted. `observed` is the last frame of the mask the lifter was given with the window (the
+    joints it did not receive as missing).
     """
     from diffhpe_ros.checks import Intrinsics, keypoints_from_xyz
     from diffhpe_ros.lifter_core import LifterCore
@@ -160,16 +172,83 @@ def lift_stream(lifter, keypoints_px: np.ndarray, conf: np.ndarray, found: np.nd
                                 image_height=camera.height)
     xyz = np.concatenate([keypoints_px, conf[..., None]], axis=-1).astype(np.float64)
     out = np.zeros((len(found), NUM_JOINTS, 3))
+    spread = np.zeros((len(found), NUM_JOINTS))
+    observed = np.zeros((len(found), NUM_JOINTS), bool)
     lifted = np.zeros(len(found), bool)
     for t in range(len(found)):
         kp = keypoints_from_xyz(xyz[t] if found[t] else np.zeros((0, 3)), xyz.shape[1])
         if not core.on_keypoints(t / fps, kp, tag=t, received_s=0.0):
             continue
-        result = core.lift(core.slot.take(timeout_s=0.0))
+        job = core.slot.take(timeout_s=0.0)
+        result = core.lift(job)
         if len(result.track_ids):
             out[t] = result.pose_m[0] - result.pose_m[0, :1]
+            spread[t] = result.spread_m[0]
+            person = int(np.flatnonzero(job.track_ids == result.track_ids[0])[0])
+            observed[t] = job.mask[person, -1] > 0
             lifted[t] = True
-    return out, lifted
+    return LiftedView(out, lifted, spread, observed)
+
+
+def lift_stream(lifter, keypoints_px: np.ndarray, conf: np.ndarray, found: np.ndarray,
+                fps: float, camera: Camera, node_params: dict | None = None,
+                warn=None) -> tuple[np.ndarray, np.ndarray]:
+    """`lift_view`'s (pose_m (T, 17, 3) root-relative camera frame, lifted (T,) bool)."""
+    view = lift_view(lifter, keypoints_px, conf, found, fps, camera, node_params, warn)
+    return view.pose_m, view.lifted
+
+
+# --- the calibration of the spread (issue 9) ---------------------------------------------------
+
+# The root (pelvis) is left out: a root-relative pose has it at 0, error 0 by construction.
+CALIBRATION_JOINTS = tuple(range(1, NUM_JOINTS))
+
+
+def spread_goals() -> dict[str, float]:
+    """Issue 9's goals of the spread, as the synthetic evaluation states them."""
+    from diffhpe_models.evaluation import RANK_CORRELATION_GOAL, SPREAD_HIDDEN_VISIBLE_GOAL
+
+    return {"hidden_visible_ratio": SPREAD_HIDDEN_VISIBLE_GOAL,
+            "rank_correlation": RANK_CORRELATION_GOAL}
+
+
+def spread_calibration(spread_m: np.ndarray, error_m: np.ndarray, observed: np.ndarray) -> dict:
+    """uncertainty.calibration_report of a lifter's spread on the scored frames, pooled.
+
+    spread_m, error_m (N, 17) metres (error: distance of the published root-relative joint from
+    the reference), observed (N, 17) bool (False: hidden, the lifter got the joint as missing).
+    Over the non-root joints (CALIBRATION_JOINTS). A deterministic lifter (no spread > 0) or no
+    scored joint: `applicable` False and every number None. Otherwise issue 9's goals (spread
+    hidden >= 2x visible, within-joint rank correlation >= 0.3) with `margin` = value - goal
+    (>= 0: met); a goal whose value cannot be computed (no hidden joint) is neither met nor missed.
+    """
+    from diffhpe_models.uncertainty import COVERAGE_K, calibration_report
+
+    spread = np.asarray(spread_m, dtype=np.float64)
+    error = np.asarray(error_m, dtype=np.float64)
+    seen = np.asarray(observed, dtype=bool)
+    if not (spread.shape == error.shape == seen.shape) or spread.ndim != 2 \
+            or spread.shape[1] != NUM_JOINTS:
+        raise ValueError(f"spread, error and observed must share one shape (N, {NUM_JOINTS}), "
+                         f"got {np.shape(spread_m)}, {np.shape(error_m)}, {np.shape(observed)}")
+    joints = list(CALIBRATION_JOINTS)
+    spread, error, seen = spread[:, joints], error[:, joints], seen[:, joints]
+    out = {"joints": len(joints), "frames": int(len(spread)), "hidden": int((~seen).sum()),
+           "visible": int(seen.sum())}
+    if spread.size == 0 or not (spread > 0).any():
+        return {**out, "applicable": False,
+                "reason": "no scored frame" if spread.size == 0 else "deterministic: spread 0",
+                **dict.fromkeys(["spread_hidden_mm", "spread_visible_mm", "hidden_visible_ratio",
+                                 "rank_correlation", *(f"coverage_k{k:g}" for k in COVERAGE_K),
+                                 "reliability"]), "goals": {}}
+    report = calibration_report(spread, error, seen)
+    goals = {}
+    for key, goal in spread_goals().items():
+        value = report[key]
+        goals[key] = {"value": value, "goal": goal,
+                      "met": None if value is None else bool(value >= goal),
+                      "margin": None if value is None else float(value - goal)}
+    return {**out, "applicable": True, **report, "goals": goals}
 
 
 # --- the triangulated reference (cached) ------------------------------------------------------
@@ -261,7 +340,8 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
 
     models: {row name: model file}. Every row is scored on the same frames: those of each view
     where the view is one of the >= 3 views that agree on the person, every reference joint is
-    triangulated, MediaPipe found the person and every model lifted it.
+    triangulated, MediaPipe found the person and every model lifted it. Each model row also gets
+    the calibration of its spread on those frames (`spread_calibration`, pooled and per view).
     """
     from diffhpe_models.runtime import load_lifter
     from diffhpe_models.triangulation import pool_metrics, stream_metrics
@@ -288,6 +368,7 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
     lifters = {row: load_lifter(p, fixed_noise=DEFAULTS["fixed_noise"], seed=DEFAULTS["seed"],
                                 intra_op_threads=1) for row, p in models.items()}
     parts = {row: [] for row in [*models, MEDIAPIPE_ROW, MEDIAPIPE_RAY_ROW]}
+    calib = {row: {"spread": [], "error": [], "observed": []} for row in models}
     loo_parts = {row: [] for row in parts}
     per_view = {}
     for view in views:
@@ -297,10 +378,16 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
         ref_cam, ref_ok = reference_in_camera(ref["points"], cam)
         loo_cam, loo_ok = reference_in_camera(ref["points_loo"][i], cam)
         preds, ok = {}, ref["consistent"][:, i] & ref_ok & det["found"]
+        lifted_views = {}
         for row, lifter in lifters.items():
-            preds[row], lifted = lift_stream(lifter, det["keypoints_px"], det["conf"],
-                                             det["found"], fps, cam)
-            ok &= lifted
+            lifted_views[row] = lift_view(lifter, det["keypoints_px"], det["conf"],
+                                          det["found"], fps, cam)
+            preds[row] = lifted_views[row].pose_m
+            ok &= lifted_views[row].lifted
+        for row, lv in lifted_views.items():
+            calib[row]["spread"].append(lv.spread_m[ok])
+            calib[row]["error"].append(np.linalg.norm(lv.pose_m[ok] - ref_cam[ok], axis=-1))
+            calib[row]["observed"].append(lv.observed[ok])
         preds[MEDIAPIPE_ROW] = mediapipe_world_in_camera(det, cam, "camera")
         preds[MEDIAPIPE_RAY_ROW] = mediapipe_world_in_camera(det, cam, "ray")
         loo_keep = ok & loo_ok
@@ -321,6 +408,10 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
         per_view[view]["rows"] = {row: {k: v for k, v in pool_metrics([parts[row][-1]]).items()
                                         if k in ("mpjpe_mm", "p_mpjpe_mm", "jitter_mm")}
                                   for row in parts}
+        for row, c in calib.items():  # the view's own calibration (no reliability curve)
+            cal = spread_calibration(c["spread"][-1], c["error"][-1], c["observed"][-1])
+            per_view[view]["rows"][row]["spread_calibration"] = {
+                k: v for k, v in cal.items() if k != "reliability"}
         log(f"{view}: {per_view[view]}")
     sync = sync_check(dets, cameras, ref, reference.min_conf)
     log(f"synchronisation check (best frame offset per pair): "
@@ -335,6 +426,8 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
             rows[row]["model_sha256"] = file_sha256(models[row])
             rows[row]["backend"] = lifters[row].backend_name
             rows[row]["intrinsics_given"] = takes_intrinsics(lifters[row])
+            rows[row]["spread_calibration"] = spread_calibration(
+                *(np.concatenate(calib[row][k]) for k in ("spread", "error", "observed")))
     base = rows[MEDIAPIPE_ROW]
     for row, r in rows.items():
         r["ratio_to_mediapipe"] = {k: _ratio(r[k], base[k]) for k in GOALS}

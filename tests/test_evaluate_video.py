@@ -315,13 +315,8 @@ def test_the_script_end_to_end_on_a_few_frames(tmp_path):
     """training/evaluate_video.py on the first 8 frames of each view: MediaPipe (cached under
     .cache/video_check by frame count), the reference, the shipped model, the report files."""
     import json
-    import sys
 
-    sys.path.insert(0, str(SHIPPED_MODEL.parents[1] / "training"))
-    try:
-        import evaluate_video
-    finally:
-        sys.path.pop(0)
+    evaluate_video = _evaluate_video_script()
     out, md = tmp_path / "check.json", tmp_path / "check.md"
     assert evaluate_video.main(["--max-frames", "8", "--model", f"shipped={SHIPPED_MODEL}",
                                 "--out", str(out), "--md", str(md)]) == 0
@@ -336,8 +331,12 @@ def test_the_script_end_to_end_on_a_few_frames(tmp_path):
     assert set(goals) == {"mpjpe_mm", "p_mpjpe_mm", "jitter_mm"}
     assert all(g["met"] == (g["ratio"] <= g["goal"]) for g in goals.values())
     assert rows["shipped"]["model_sha256"] and "--max-frames 8" in result["command"]
+    cal = rows["shipped"]["spread_calibration"]
+    assert cal["frames"] == frames and cal["hidden"] + cal["visible"] == 16 * frames
+    assert "spread_calibration" not in rows["mediapipe_world"]
     text = md.read_text()
     assert "<!-- video_check:begin" in text and "| shipped |" in text
+    assert "Calibration of the spread" in text
 
 
 class _Recording:
@@ -382,3 +381,78 @@ def test_lift_stream_passes_the_calibration(old_api):
             assert intrinsics is None
         else:
             np.testing.assert_allclose(intrinsics, cam.intrinsics[None], rtol=1e-6)
+
+
+def _evaluate_video_script():
+    import sys
+
+    sys.path.insert(0, str(SHIPPED_MODEL.parents[1] / "training"))
+    try:
+        import evaluate_video
+    finally:
+        sys.path.pop(0)
+    return evaluate_video
+
+
+def test_spread_calibration_on_synthetic_arrays():
+    from diffhpe_ros.video_check import spread_calibration
+
+    n = 200
+    error = RNG.uniform(0.02, 0.2, (n, 17))
+    observed = RNG.uniform(size=(n, 17)) > 0.3
+    error[~observed] *= 3.0  # hidden joints: 3x the error
+    error[:, 0] = 0.0  # the root of a root-relative pose
+    spread = error / 1.5  # a spread proportional to the error: error = 1.5 x spread
+    cal = spread_calibration(spread, error, observed)
+    assert cal["applicable"] and cal["joints"] == 16 and cal["frames"] == n
+    assert cal["hidden"] == (~observed[:, 1:]).sum() and cal["visible"] == observed[:, 1:].sum()
+    assert cal["rank_correlation"] == pytest.approx(1.0)
+    assert cal["hidden_visible_ratio"] == pytest.approx(3.0, rel=0.25)
+    assert (cal["coverage_k1"], cal["coverage_k2"], cal["coverage_k3"]) == (0.0, 1.0, 1.0)
+    goals = cal["goals"]
+    assert set(goals) == {"hidden_visible_ratio", "rank_correlation"}
+    assert goals["hidden_visible_ratio"]["met"] and goals["rank_correlation"]["met"]
+    assert goals["rank_correlation"]["margin"] == pytest.approx(1.0 - 0.3)
+    # A spread unrelated to the error and no larger on hidden joints: both goals missed.
+    flat = spread_calibration(RNG.uniform(0.01, 0.011, (n, 17)), error, observed)
+    assert abs(flat["rank_correlation"]) < 0.2 and flat["hidden_visible_ratio"] < 1.1
+    assert not flat["goals"]["hidden_visible_ratio"]["met"]
+    assert flat["goals"]["rank_correlation"]["margin"] < 0
+    # A deterministic model (spread 0 everywhere): not applicable, no numbers, no goals.
+    det = spread_calibration(np.zeros((n, 17)), error, observed)
+    assert det["applicable"] is False and det["goals"] == {}
+    assert det["hidden_visible_ratio"] is None and det["coverage_k2"] is None
+    # No hidden joint: the ratio's goal is neither met nor missed.
+    none_hidden = spread_calibration(spread, error, np.ones((n, 17), bool))
+    assert none_hidden["hidden_visible_ratio"] is None
+    assert none_hidden["goals"]["hidden_visible_ratio"]["met"] is None
+    with pytest.raises(ValueError, match="share one shape"):
+        spread_calibration(spread[:, 1:], error[:, 1:], observed[:, 1:])
+    # The report: numbers for the diffusion model, '-' and "not applicable" for the other.
+    script = _evaluate_video_script()
+    text = script.calibration_table({"rows": {"diffusion": {"spread_calibration": cal},
+                                              "deterministic": {"spread_calibration": det},
+                                              "mediapipe_world": {}}})
+    assert "| diffusion | " in text and "| 1.00 | 0.00 | 1.00 | 1.00 |" in text
+    assert "| deterministic | " in text and "| - | - | - | - | - |" in text
+    assert "mediapipe_world" not in text
+    assert "deterministic: not applicable" in text and "rank correlation 1.00 (goal >= 0.3): met" in text
+
+
+def test_lift_view_reports_the_mask_the_lifter_got():
+    from diffhpe_models.runtime import load_lifter
+    from diffhpe_models.skeleton import to_h36m17
+    from diffhpe_ros.video_check import lift_view
+
+    cam = ring_cameras(1)[0]
+    t_len = 4
+    kp = np.stack([np.array([540.0, 900.0]) + RNG.normal(0.0, 120.0, (33, 2))] * t_len)
+    conf = np.full((t_len, 33), 0.9, np.float32)
+    conf[2:, 25:] = 0.2  # knees, ankles and feet below the threshold from frame 2
+    lifter = load_lifter(SHIPPED_MODEL, fixed_noise=True)
+    view = lift_view(lifter, kp.astype(np.float32), conf, np.ones(t_len, bool), 60.0, cam)
+    assert view.lifted.all()
+    _, c17 = to_h36m17(kp, conf, "mediapipe33")
+    np.testing.assert_array_equal(view.observed, c17 >= 0.5)
+    assert not view.observed[2:].all() and view.observed[:2].all()
+    assert view.spread_m.shape == (t_len, 17) and (view.spread_m >= 0).all()
