@@ -72,9 +72,18 @@ def spread(hypotheses: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
 
 
 def aggregate(hypotheses: torch.Tensor, uv_n: torch.Tensor, mask: torch.Tensor,
-              method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P, H, L, J, 3) hypotheses -> (pose (P, L, J, 3), spread_m (P, L, J)) by `method`."""
-    if method == "mean":
+              method: str, anchor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, H, L, J, 3) hypotheses -> (pose (P, L, J, 3), spread_m (P, L, J)) by `method`.
+
+    "conditioner": the pose is `anchor` (P, L, J, 3), the residual Wrapper's MixSTE pose, and
+    the spread is the hypotheses' RMS distance from it: for posterior samples its expected square
+    equals the expected squared error of the anchor (bias and variance both count)."""
+    if method == "conditioner":
+        if anchor is None:
+            raise ValueError("aggregation 'conditioner' needs the conditioner's pose (a residual "
+                             "Wrapper)")
+        pose = anchor
+    elif method == "mean":
         pose = aggregate_mean(hypotheses)
     elif method == "median":
         pose = aggregate_median(hypotheses)

@@ -19,7 +19,9 @@ VARIANTS = ("mixste", "diffhpe_2d", "diffhpe_wrapper")
 WINDOW_MODES = ("causal", "centred")
 SAMPLERS = ("ddim", "ddpm")
 PREDICTIONS = ("epsilon", "x0")
-AGGREGATIONS = ("mean", "median", "reproj")
+# "conditioner": a residual Wrapper publishes its MixSTE's pose and the hypotheses only give the
+# spread around it (the most accurate point estimate, the sampler's uncertainty).
+AGGREGATIONS = ("mean", "median", "reproj", "conditioner")
 OBJECTIVES = ("denoising", "energy")
 # How the model sees 2D: "screen" = the reference's image-size normalisation (graph input
 # image_wh); "rays" = normalised by the camera intrinsics (graph input intrinsics: fx, fy, cx, cy).
@@ -258,6 +260,11 @@ def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
 # --- value checks -------------------------------------------------------------------------
 
 
+def aggregations_for(model: ModelConfig) -> tuple[str, ...]:
+    """The aggregations a model can run ('conditioner' only with a conditioner pose)."""
+    return tuple(a for a in AGGREGATIONS if a != "conditioner" or model.residual)
+
+
 def _require(ok: bool, where: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{where}: {message}")
@@ -341,5 +348,7 @@ def validate(config: ExperimentConfig) -> None:
              f"must be >= 2 (the energy score compares samples), got {t.energy_samples}")
     _require(not m.residual or m.variant == "diffhpe_wrapper", "model.residual",
              f"only the Wrapper has a conditioner pose to correct, got variant {m.variant!r}")
+    _require(df.aggregation != "conditioner" or m.residual, "diffusion.aggregation",
+             "'conditioner' needs a residual Wrapper (model.residual: true)")
     _require(not m.residual or df.prediction == "x0", "diffusion.prediction",
              f"model.residual needs prediction 'x0', got {df.prediction!r}")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from . import metrics, uncertainty
 from .checkpoint import read_checkpoint
-from .config import AGGREGATIONS, CameraConfig, ExperimentConfig
+from .config import CameraConfig, ExperimentConfig, aggregations_for
 from .dataset import Dataset, load_dataset
 from .lifter import build_pipeline, window_calibration
 from .occlusion import PATTERNS
@@ -528,12 +528,13 @@ def sampler_tradeoff(name: str, path: str | Path, subset, device: str, stride: i
                      batch_size: int = 256, seed: int = 0, workers: int = 0,
                      steps_grid: Sequence[int] = SAMPLER_STEPS,
                      hypotheses_grid: Sequence[int] = SAMPLER_HYPOTHESES,
-                     aggregations: Sequence[str] = AGGREGATIONS,
+                     aggregations: Sequence[str] | None = None,
                      timing_device: str = "cpu", timing_threads: int | None = 2,
                      timing_seconds: float = 1.0,
                      load: Callable[..., EvaluatedModel] = load_model) -> dict:
     """Steps x hypotheses grid of a diffusion checkpoint, plus the aggregations at its default.
 
+    aggregations: None = every one the model can run (config.aggregations_for).
     Accuracy on clean windows in the checkpoint's training window mode; latency = one window,
     one person, batch 1, torch, on `timing_device` with `timing_threads` CPU threads, at least
     `timing_seconds` and 10 runs per setting. Steps above
@@ -544,6 +545,8 @@ def sampler_tradeoff(name: str, path: str | Path, subset, device: str, stride: i
         raise ValueError(f"{path}: the sampler trade-off needs a diffusion checkpoint, "
                          "got a MixSTE one")
     default = load(name, path, device)
+    if aggregations is None:
+        aggregations = aggregations_for(config.model)
     steps_ok = [s for s in steps_grid if 1 <= s <= config.diffusion.timesteps]
     cells = [(s, h) for s in steps_ok for h in hypotheses_grid]
     if (default.steps, default.hypotheses) not in cells:  # the default is always measured

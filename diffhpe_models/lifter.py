@@ -151,6 +151,9 @@ class LiftingPipeline(nn.Module):
         elif overrides:
             raise ConfigError(f"sampler settings: give a SamplerSettings or overrides, not both "
                               f"(got {sorted(overrides)})")
+        if settings.aggregation == "conditioner" and not config.model.residual:
+            raise ConfigError("sampler settings: aggregation 'conditioner' needs a residual "
+                              "Wrapper (model.residual), this model has no conditioner pose")
         schedule = cosine_schedule(d.timesteps, d.max_beta, d.cosine_offset)
         self.sampler = Sampler(schedule, settings, d.prediction)
 
@@ -191,20 +194,23 @@ class LiftingPipeline(nn.Module):
             # Spread 0, written as 0 * noise so that an exported graph keeps the `noise` input
             # (exporters drop unused inputs, and every variant must share one interface).
             return pose, 0.0 * noise[:, 0, :, :, 0]
-        hyps = sample_hypotheses(self.model, self.sampler, uv_n, mask, noise)
-        return aggregate(hyps, uv_n, mask, self.settings.aggregation)
+        hyps, anchor = sample_hypotheses(self.model, self.sampler, uv_n, mask, noise)
+        return aggregate(hyps, uv_n, mask, self.settings.aggregation, anchor)
 
 
 def sample_hypotheses(model: DiffHPE, sampler: Sampler, uv_n: torch.Tensor, mask: torch.Tensor,
-                      noise: torch.Tensor) -> torch.Tensor:
+                      noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The sampler's H hypotheses of each window: (P, L, J, 2) normalised 2D, (P, L, J) mask,
-    noise (P, H, L, J, 3) -> (P, H, L, J, 3) root-relative metres. What runs at run time and what
-    the energy objective trains through (gradients flow when the caller allows them)."""
+    noise (P, H, L, J, 3) -> (hypotheses (P, H, L, J, 3), the conditioner's pose (P, L, J, 3) or
+    None), root-relative metres. What runs at run time and what the energy objective trains
+    through (gradients flow when the caller allows them)."""
     p, h, l, j, _ = noise.shape
-    conditioning = model.encode(uv_n, mask).repeat(h)                # once per window
+    window = model.encode(uv_n, mask)                                 # once per window
+    conditioning = window.repeat(h)
     x0 = sampler.sample(lambda x_t, t: model.predict(x_t, t, conditioning), noise.reshape(-1, l, j, 3))
     hyps = x0.reshape(p, h, l, j, 3) * model.pose_scale_m              # back to metres
-    return hyps - hyps[..., ROOT:ROOT + 1, :]
+    anchor = None if window.base is None else window.base * model.pose_scale_m
+    return hyps - hyps[..., ROOT:ROOT + 1, :], anchor
 
 
 def window_calibration(window: dict, normalisation: str):

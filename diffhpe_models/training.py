@@ -118,7 +118,7 @@ class TrainingObjective(nn.Module):
             b, l, j, _ = pose3d_m.shape
             noise = torch.randn((b, self.energy_samples, l, j, 3), device=pose3d_m.device,
                                 dtype=pose3d_m.dtype)
-            hyps = sample_hypotheses(self.model, self.sampler, uv_n, mask, noise)
+            hyps, _ = sample_hypotheses(self.model, self.sampler, uv_n, mask, noise)
             return energy_score(hyps, pose3d_m - pose3d_m[..., ROOT:ROOT + 1, :])
         conditioning = self.model.encode(uv_n, mask)           # once per window, not per step
         return diffusion_loss(lambda x_t, t: self.model.predict(x_t, t, conditioning),

@@ -96,3 +96,33 @@ def test_energy_objective_trains_the_denoiser_through_the_sampler():
 def test_config_refuses_inconsistent_objectives(change, message):
     with pytest.raises(ConfigError, match=message):
         from_dict(change)
+
+
+def test_conditioner_aggregation_publishes_the_mixste_pose_with_the_hypotheses_spread():
+    cfg = _wrapper_config()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)            # a denoiser that moves the hypotheses
+    kp, mask, k, _ = _batch()
+    noise = torch.randn(2, 3, L, J, 3)
+    anchored = LiftingPipeline(model, cfg, aggregation="conditioner")
+    mean = LiftingPipeline(model, cfg, aggregation="mean")
+    pose, spread = anchored(kp, mask, k, noise)
+    mixste_cfg = from_dict({"data": {"input_normalisation": "rays"}, "model": {"variant": "mixste"}})
+    mixste_pose, _ = LiftingPipeline(model.mixste, mixste_cfg)(kp, mask, k, noise)
+    assert torch.allclose(pose, mixste_pose, atol=1e-5)
+    # The spread is measured from the published pose: at least the hypotheses' own spread.
+    mean_pose, mean_spread = mean(kp, mask, k, noise)
+    assert not torch.allclose(mean_pose, pose, atol=1e-4)
+    assert (spread >= mean_spread - 1e-6).all() and spread[..., 1:].min() > 0
+
+
+def test_conditioner_aggregation_is_refused_without_a_conditioner_pose():
+    plain = from_dict({"model": {"variant": "diffhpe_wrapper"}})
+    with pytest.raises(ConfigError, match="'conditioner' needs a residual Wrapper"):
+        LiftingPipeline(build_model(plain), plain, aggregation="conditioner")
+    with pytest.raises(ConfigError, match="diffusion.aggregation: 'conditioner' needs a residual"):
+        from_dict({"model": {"variant": "diffhpe_wrapper"},
+                   "diffusion": {"aggregation": "conditioner"}})
