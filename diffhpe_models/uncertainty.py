@@ -77,7 +77,11 @@ def reliability_curve(spread_m, error_m, bins: int = 10) -> dict[str, list[float
 
 def calibration_report(spread_m, error_m, visible) -> dict:
     """All of the above for (N, J) arrays of spread, error (metres) and visibility."""
+    errors = hidden_visible_ratio(error_m, visible)   # what a calibrated spread's ratio would be
     return {**hidden_visible_ratio(spread_m, visible),
+            "error_hidden_mm": errors["spread_hidden_mm"],
+            "error_visible_mm": errors["spread_visible_mm"],
+            "error_hidden_visible_ratio": errors["hidden_visible_ratio"],
             "rank_correlation": within_joint_rank_correlation(spread_m, error_m),
             **coverage(spread_m, error_m),
             "reliability": reliability_curve(spread_m, error_m)}

@@ -14,6 +14,9 @@ def test_a_calibrated_spread_scores_well_and_a_constant_one_does_not():
     error = np.linalg.norm(rng.normal(size=(n, j, 3)), axis=-1) * sigma / np.sqrt(3)
     good = u.calibration_report(sigma, error, visible)
     assert good["hidden_visible_ratio"] > 3.5
+    # The error's own hidden/visible ratio: what a calibrated spread's ratio should be (~4 here).
+    assert 3.5 < good["error_hidden_visible_ratio"] < 4.5
+    assert good["error_hidden_mm"] > good["error_visible_mm"]
     assert good["rank_correlation"] > 0.3
     cov = [good[f"coverage_k{k:g}"] for k in u.COVERAGE_K]
     assert cov[0] < cov[1] < cov[2] and cov[2] > 0.95
