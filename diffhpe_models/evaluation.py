@@ -681,6 +681,10 @@ SPREAD_HIDDEN_VISIBLE_GOAL = 2.0
 RANK_CORRELATION_GOAL = 0.3
 
 
+def _ratio(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def stream_claims(streams: dict, ours: str, baseline: str) -> list[dict]:
     """The diffusion's own promises, measured on published streams: an uncertainty that grows on
     hidden joints and with the error, and a stream no more jittery than the deterministic one."""
@@ -697,7 +701,9 @@ def stream_claims(streams: dict, ours: str, baseline: str) -> list[dict]:
                     "holds": None if ratio is None else bool(ratio >= SPREAD_HIDDEN_VISIBLE_GOAL),
                     "evidence": f"median spread hidden {_fmt(cal['spread_hidden_mm'] or math.nan)} vs "
                                 f"visible {_fmt(cal['spread_visible_mm'] or math.nan)} mm: ratio "
-                                f"{'n/a' if ratio is None else f'{ratio:.2f}'}"})
+                                f"{'n/a' if ratio is None else f'{ratio:.2f}'} (the error's "
+                                f"ratio, what a calibrated spread would show: "
+                                f"{_ratio(cal.get('error_hidden_visible_ratio'))})"})
         out.append({"claim": f"{ours}'s spread and error are rank-correlated within a joint "
                              f"(>= {RANK_CORRELATION_GOAL:g})",
                     "holds": None if rho is None else bool(rho >= RANK_CORRELATION_GOAL),
