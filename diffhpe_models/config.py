@@ -344,6 +344,9 @@ def validate(config: ExperimentConfig) -> None:
              f"expected one of {OBJECTIVES}, got {t.objective!r}")
     _require(t.objective == "denoising" or m.variant != "mixste", "train.objective",
              f"{t.objective!r} trains a diffusion sampler; a 'mixste' model has none")
+    _require(t.objective != "energy" or df.hypotheses >= 2, "diffusion.hypotheses",
+             f"train.objective 'energy' selects on the hypotheses' energy score, which needs >= 2, "
+             f"got {df.hypotheses}")
     _require(t.energy_samples >= 2, "train.energy_samples",
              f"must be >= 2 (the energy score compares samples), got {t.energy_samples}")
     _require(not m.residual or m.variant == "diffhpe_wrapper", "model.residual",

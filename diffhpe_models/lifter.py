@@ -184,6 +184,14 @@ class LiftingPipeline(nn.Module):
 
     def forward(self, keypoints_px: torch.Tensor, mask: torch.Tensor, calibration: torch.Tensor,
                 noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pose, spread, _ = self.lift_with_hypotheses(keypoints_px, mask, calibration, noise)
+        return pose, spread
+
+    def lift_with_hypotheses(self, keypoints_px: torch.Tensor, mask: torch.Tensor,
+                             calibration: torch.Tensor, noise: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """forward's (pose, spread) and the hypotheses they came from (P, H, L, J, 3) metres
+        (the pose itself, H = 1, for a deterministic model): what validation scores."""
         self._check(keypoints_px, mask, calibration, noise)
         mask = mask.to(keypoints_px.dtype)
         uv_n = normalize_input(keypoints_px, calibration, self.input_normalisation)
@@ -193,9 +201,9 @@ class LiftingPipeline(nn.Module):
             pose = pose - pose[..., ROOT:ROOT + 1, :]
             # Spread 0, written as 0 * noise so that an exported graph keeps the `noise` input
             # (exporters drop unused inputs, and every variant must share one interface).
-            return pose, 0.0 * noise[:, 0, :, :, 0]
+            return pose, 0.0 * noise[:, 0, :, :, 0], pose.unsqueeze(1)
         hyps, anchor = sample_hypotheses(self.model, self.sampler, uv_n, mask, noise)
-        return aggregate(hyps, uv_n, mask, self.settings.aggregation, anchor)
+        return (*aggregate(hyps, uv_n, mask, self.settings.aggregation, anchor), hyps)
 
 
 def sample_hypotheses(model: DiffHPE, sampler: Sampler, uv_n: torch.Tensor, mask: torch.Tensor,

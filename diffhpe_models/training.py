@@ -58,7 +58,15 @@ def batch_tensors(batch: dict, config: ExperimentConfig, device) -> list[torch.T
     return [fields[k].to(device, non_blocking=True) for k in BATCH_KEYS]
 
 
-LOG_FIELDS = ("epoch", "train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "lr", "seconds")
+LOG_FIELDS = ("epoch", "train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "val_energy_mm", "lr",
+              "seconds")
+
+
+def selection_metric(config: ExperimentConfig) -> str:
+    """The validation number that picks best.pt and drives the LR schedule: the energy score of
+    the hypotheses for a sampler trained on it (a 'conditioner' aggregation's MPJPE is its
+    frozen MixSTE's and would never move), MPJPE of the published pose otherwise."""
+    return "val_energy_mm" if config.train.objective == "energy" else "val_mpjpe_mm"
 
 
 def _seed(*parts: int) -> int:
@@ -211,28 +219,33 @@ def resolve_conditioner(config: ExperimentConfig) -> tuple[ExperimentConfig, dic
 @torch.no_grad()
 def validate(pipeline: LiftingPipeline, loader, config: ExperimentConfig, rt: Runtime,
              seed: int) -> dict[str, float]:
-    """MPJPE / P-MPJPE (mm) of the pipeline on the target frame of the validation windows.
+    """MPJPE / P-MPJPE (mm) of the pipeline on the target frame of the validation windows, and
+    for a sampler of H >= 2 the per-joint energy score of its hypotheses (mm, every frame of
+    the window; objectives.energy_score), else None.
 
     The initial noise of batch k is drawn from (seed, rank, k): fixed across epochs, so the
     numbers are comparable from one epoch to the next.
     """
     frame = target_frame(config.data.window_mode, config.data.window)
     h = pipeline.hypotheses
-    sums = torch.zeros(3, dtype=torch.float64)                 # mpjpe*n, p_mpjpe*n, n
+    sums = torch.zeros(4, dtype=torch.float64)                 # mpjpe*n, p_mpjpe*n, n, energy*n
     for k, batch in enumerate(loader):
         kp, mask, calib, gt = batch_tensors(batch, config, rt.device)
         g = torch.Generator().manual_seed(_seed(seed, rt.rank, k))
         noise = torch.randn((kp.shape[0], h, config.data.window, NUM_JOINTS, 3), generator=g)
-        pose, _ = pipeline(kp, mask, calib, noise.to(rt.device))
+        pose, _, hyps = pipeline.lift_with_hypotheses(kp, mask, calib, noise.to(rt.device))
         pred, target = pose[:, frame].double().cpu().numpy(), gt[:, frame].double().cpu().numpy()
         n = len(pred)
-        sums += torch.tensor([mpjpe(pred, target) * n, p_mpjpe(pred, target) * n, n])
+        energy = (energy_score(hyps, gt - gt[..., ROOT:ROOT + 1, :]).item() * 1e3
+                  if h >= 2 else 0.0)
+        sums += torch.tensor([mpjpe(pred, target) * n, p_mpjpe(pred, target) * n, n, energy * n])
     if rt.world > 1:
         sums = sums.to(rt.device)
         dist.all_reduce(sums)
         sums = sums.cpu()
     n = max(sums[2].item(), 1.0)
-    return {"val_mpjpe_mm": sums[0].item() / n, "val_p_mpjpe_mm": sums[1].item() / n}
+    return {"val_mpjpe_mm": sums[0].item() / n, "val_p_mpjpe_mm": sums[1].item() / n,
+            "val_energy_mm": sums[3].item() / n if h >= 2 else None}
 
 
 # --- logs -----------------------------------------------------------------------------------
@@ -244,7 +257,7 @@ def write_csv_log(path: Path, history: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: row[k] for k in LOG_FIELDS})
+        writer.writerow({k: row.get(k) for k in LOG_FIELDS})     # None -> "" (older rows too)
     atomic_write_text(path, buf.getvalue())
 
 
@@ -368,11 +381,12 @@ def train(config: ExperimentConfig, out_dir: str | os.PathLike, resume: str | os
         pipeline = LiftingPipeline(model, config)               # switches model to eval
         metrics = validate(pipeline, val_loader, config, rt, tc.seed)
         model.train()
-        scheduler.step(metrics["val_mpjpe_mm"])
+        key = selection_metric(config)
+        scheduler.step(metrics[key])
         row = {"epoch": epoch, "train_loss": train_loss, **metrics,
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0}
         history.append(row)
-        improved = best is None or row["val_mpjpe_mm"] < best["val_mpjpe_mm"]
+        improved = best is None or row[key] < best.get(key, float("inf"))
         if improved:
             best = dict(row)
         if rt.main:
@@ -385,13 +399,15 @@ def train(config: ExperimentConfig, out_dir: str | os.PathLike, resume: str | os
                                 {"fps": fps, "window_mode": config.data.window_mode}, metrics=row)
             write_csv_log(out_dir / "log.csv", history)
             if writer is not None:
-                for key in ("train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "lr"):
-                    writer.add_scalar(key, row[key], epoch)
+                for name in ("train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "val_energy_mm", "lr"):
+                    if row[name] is not None:
+                        writer.add_scalar(name, row[name], epoch)
                 writer.flush()
             if progress:
                 print(f"epoch {epoch + 1}/{config.train.epochs}: loss {train_loss:.5f}  val MPJPE "
                       f"{row['val_mpjpe_mm']:.1f} mm  P-MPJPE {row['val_p_mpjpe_mm']:.1f} mm  "
-                      f"lr {row['lr']:.2e}  {row['seconds']:.1f} s", file=sys.stderr, flush=True)
+                      + (f"energy {row['val_energy_mm']:.2f} mm  " if row["val_energy_mm"] is not None
+                         else "") + f"lr {row['lr']:.2e}  {row['seconds']:.1f} s", file=sys.stderr, flush=True)
     if writer is not None:
         writer.close()
     if rt.world > 1:

@@ -80,7 +80,7 @@ def _write_yaml(path: Path, config: dict) -> Path:
 def test_one_epoch_mixste_writes_everything(mixste_run):
     assert {p.name for p in mixste_run.iterdir()} >= {"config.yaml", "log.csv", "last.pt", "best.pt"}
     lines = (mixste_run / "log.csv").read_text().splitlines()
-    assert lines[0] == "epoch,train_loss,val_mpjpe_mm,val_p_mpjpe_mm,lr,seconds"
+    assert lines[0] == "epoch,train_loss,val_mpjpe_mm,val_p_mpjpe_mm,val_energy_mm,lr,seconds"
     assert len(lines) == 2
     row = dict(zip(lines[0].split(","), lines[1].split(",")))
     assert 0 < float(row["val_p_mpjpe_mm"]) <= float(row["val_mpjpe_mm"]) < 5000
@@ -102,6 +102,24 @@ def test_one_epoch_diffusion_variants(tmp_path, dataset, mixste_run, variant):
         assert config.model.mixste.embed_dim == 16           # the conditioner's architecture
         for k, v in frozen.state_dict().items():             # frozen: unchanged by training
             assert torch.equal(model.mixste.state_dict()[k], v)
+
+
+def test_energy_objective_selects_on_the_energy_score(tmp_path, dataset, mixste_run):
+    """A residual Wrapper trained with the energy objective: the log holds the validation energy
+    score, best.pt is the epoch with the lowest one (not the lowest MPJPE), and the frozen
+    MixSTE stays as it was."""
+    cfg = tiny_config("diffhpe_wrapper", dataset, epochs=2, objective="energy", energy_samples=2)
+    cfg["model"].update(conditioner_checkpoint=str(mixste_run / "best.pt"), residual=True)
+    cfg["diffusion"].update(pose_scale_m=0.25, aggregation="conditioner")
+    history = train(from_dict(cfg), tmp_path / "energy", device="cpu", progress=False)["history"]
+    energies = [r["val_energy_mm"] for r in history]
+    assert all(e is not None and 0 < e < 5000 for e in energies)
+    # 'conditioner' publishes the frozen MixSTE's pose: the same MPJPE every epoch.
+    assert history[0]["val_mpjpe_mm"] == pytest.approx(history[1]["val_mpjpe_mm"], abs=1e-6)
+    _, _, extra = load_checkpoint(tmp_path / "energy" / "best.pt")
+    assert extra["metrics"]["epoch"] == int(np.argmin(energies))
+    rows = (tmp_path / "energy" / "log.csv").read_text().splitlines()
+    assert all(row.split(",")[4] for row in rows[1:])        # val_energy_mm written
 
 
 def test_training_reduces_the_loss(tmp_path, dataset):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from diffhpe_models import export
 from diffhpe_models.checkpoint import CheckpointError, read_checkpoint
+from diffhpe_models.config import AGGREGATIONS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="default: the checkpoint config's; only a deterministic DDIM exports")
     p.add_argument("--eta", type=float, help="DDIM noise scale (default: the checkpoint "
                                              "config's); only 0 exports")
-    p.add_argument("--aggregation", choices=("mean", "median", "reproj"),
+    p.add_argument("--aggregation", choices=AGGREGATIONS,
                    help="default: the checkpoint config's")
     p.add_argument("--window", type=int,
                    help="L; must be the checkpoint's own (the temporal weights are per length)")

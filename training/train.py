@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     best = result["best"]
     if result["rank"] == 0 and best is not None:
         print(f"best epoch {best['epoch'] + 1}: val MPJPE {best['val_mpjpe_mm']:.1f} mm, "
-              f"P-MPJPE {best['val_p_mpjpe_mm']:.1f} mm -> {result['out_dir']}/best.pt")
+              f"P-MPJPE {best['val_p_mpjpe_mm']:.1f} mm"
+              + (f", energy score {best['val_energy_mm']:.2f} mm" if best.get("val_energy_mm") is not None
+                 else "") + f" -> {result['out_dir']}/best.pt")
     return 0
 
 
