@@ -1,0 +1,44 @@
+"""training/release.py: a shipped checkpoint with validated run-time sampler defaults."""
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TINY_CONFIG, make_untrained_checkpoint
+
+from diffhpe_models.checkpoint import load_checkpoint, read_checkpoint
+from diffhpe_models.lifter import build_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _release(*args):
+    return subprocess.run([sys.executable, str(REPO / "training" / "release.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def test_release_sets_the_run_time_defaults(tmp_path):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["model"]["residual"] = True
+    source = make_untrained_checkpoint(tmp_path / "best.pt", config)
+    out = tmp_path / "shipped.pt"
+    done = _release(source, out, "--aggregation", "conditioner", "--hypotheses", "4")
+    assert done.returncode == 0, done.stderr
+    model, shipped, extra = load_checkpoint(out)
+    assert (shipped.diffusion.aggregation, shipped.diffusion.hypotheses) == ("conditioner", 4)
+    assert shipped.diffusion.steps == 2                          # not given: the checkpoint's
+    assert extra["released_from"]["checkpoint"] == str(source)
+    pipeline = build_pipeline(out)
+    assert pipeline.settings.aggregation == "conditioner" and pipeline.hypotheses == 4
+    original = read_checkpoint(source)["state_dict"]
+    assert all((read_checkpoint(out)["state_dict"][k] == v).all() for k, v in original.items())
+
+
+def test_release_refuses_settings_the_model_cannot_run(tmp_path):
+    source = make_untrained_checkpoint(tmp_path / "plain.pt")              # not residual
+    out = tmp_path / "shipped.pt"
+    done = _release(source, out, "--aggregation", "conditioner")
+    assert done.returncode == 2 and "'conditioner' needs a residual Wrapper" in done.stderr
+    done = _release(source, out, "--steps", "500")
+    assert done.returncode == 2 and "steps must be in 1..50" in done.stderr
+    assert not out.exists()
