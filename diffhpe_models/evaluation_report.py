@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
+from . import uncertainty  # noqa: E402
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
 from .evaluation import METRICS, POSE_ONLY_METRICS  # noqa: E402
 from .skeleton import BONES, side_of  # noqa: E402
@@ -375,8 +376,8 @@ def _streams_section(r: dict) -> list[str]:
                 "from the published joint. Measured on the published joints of the streams: "
                 "median spread of hidden and visible joints, the Spearman rank correlation of "
                 "spread and error within each joint (averaged over joints), and how often the "
-                "error is below k x spread (a calibrated 3D Gaussian spread gives about 0.20, "
-                "0.74, 0.97).", ""]
+                "error is below k x spread (a spread equal to the joint's true RMS error, "
+                f"Gaussian, gives {uncertainty.CALIBRATED_COVERAGE_TEXT}).", ""]
         rows = [[n, _mm(c["spread_hidden_mm"]), _mm(c["spread_visible_mm"]),
                  "n/a" if c["hidden_visible_ratio"] is None else f"{c['hidden_visible_ratio']:.2f}",
                  "n/a" if c["rank_correlation"] is None else f"{c['rank_correlation']:.2f}",

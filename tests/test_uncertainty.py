@@ -20,6 +20,8 @@ def test_a_calibrated_spread_scores_well_and_a_constant_one_does_not():
     assert good["rank_correlation"] > 0.3
     cov = [good[f"coverage_k{k:g}"] for k in u.COVERAGE_K]
     assert cov[0] < cov[1] < cov[2] and cov[2] > 0.95
+    # The reference the reports print: a spread equal to the true RMS error covers this much.
+    assert all(abs(c - u.calibrated_coverage(k)) < 0.02 for c, k in zip(cov, u.COVERAGE_K))
     # A spread that carries no information: equal on hidden and visible joints, uncorrelated.
     flat = u.calibration_report(np.full((n, j), 0.004) + rng.uniform(0, 1e-4, (n, j)), error, visible)
     assert 0.9 < flat["hidden_visible_ratio"] < 1.1 and abs(flat["rank_correlation"]) < 0.05

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from diffhpe_models.atomic import atomic_replace_section, atomic_write_json
 from diffhpe_models.skeleton import JOINT_NAMES
-from diffhpe_models.uncertainty import COVERAGE_K
+from diffhpe_models.uncertainty import CALIBRATED_COVERAGE_TEXT, COVERAGE_K
 from diffhpe_ros.demo_videos import MULTIVIEW_DEMOS
 from diffhpe_ros.video_check import GOALS, MEDIAPIPE_RAY_ROW, MEDIAPIPE_ROW, ReferenceSettings, run_check
 
@@ -175,7 +175,7 @@ def markdown(result: dict) -> str:
         f"Command: `{result['command']}`", table(result),
         "Calibration of the spread (issue 9; scored frames, non-root joints; hidden = the lifter "
         "got the joint as missing: MediaPipe visibility below the node's confidence threshold; "
-        "a Gaussian-calibrated 3D spread would cover ~0.20 / 0.74 / 0.97):\n\n"
+        f"a spread equal to the true RMS error would cover {CALIBRATED_COVERAGE_TEXT}):\n\n"
         + calibration_table(result),
         "Frames per view:\n\n" + per_view_table(result),
         "MPJPE / P-MPJPE (mm) per view:\n\n" + per_view_errors_table(result),

@@ -40,7 +40,11 @@ if has evaluate; then
     --checkpoints mixste=runs/mixste/best.pt diffhpe_2d=runs/diffhpe_2d/best.pt \
                   diffhpe_wrapper=runs/diffhpe_wrapper/best.pt --matrix-stride 16 --sampler-stride 16
 fi
-# To ship: copy runs/<variant>/best.pt to models/<variant>.pt (what models/ holds).
+# To ship (what models/ holds): a run's best.pt, without its optimizer state, with the run-time
+# sampler defaults of its config (training/release.py also overrides them), then the ONNX graphs.
 if has export; then
-  $PY training/export.py --checkpoint runs/diffhpe_wrapper/best.pt --out models/diffhpe_lifter
+  $PY training/release.py runs/mixste/best.pt models/mixste.pt
+  $PY training/release.py runs/diffhpe_wrapper/best.pt models/diffhpe_wrapper.pt
+  $PY training/export.py --checkpoint models/mixste.pt --out models/mixste_lifter
+  $PY training/export.py --checkpoint models/diffhpe_wrapper.pt --out models/diffhpe_lifter
 fi
