@@ -402,7 +402,7 @@ def stream_study(models: dict[str, EvaluatedModel], subset: Dataset, protocol: W
     lasting limb occlusions), lifted frame by frame as the node publishes. Per model: MPJPE and
     P-MPJPE of the published poses, jitter / acceleration error / MPJVE of the stream, the same
     per content, and the calibration of the spread (uncertainty.calibration_report, on the
-    published joints: hidden = masked in the published frame)."""
+    published non-root joints: hidden = masked in the published frame)."""
     keys = sorted(subset.sequences)[::stride]
     streams = split_streams({k: subset.sequences[k] for k in keys}, {k: subset.fps[k] for k in keys},
                             protocol.fps, camera_sampler(protocol.camera), seed, max_frames=max_frames,
@@ -435,8 +435,10 @@ def stream_study(models: dict[str, EvaluatedModel], subset: Dataset, protocol: W
         result = {"overall": mean(per_stream),
                   "by_content": {c: mean(rows) for c, rows in sorted(by_content.items())}}
         if model.hypotheses > 1:
+            joints = list(uncertainty.CALIBRATION_JOINTS)
             result["calibration"] = uncertainty.calibration_report(
-                np.concatenate(spreads), np.concatenate(errors), np.concatenate(visible))
+                np.concatenate(spreads)[:, joints], np.concatenate(errors)[:, joints],
+                np.concatenate(visible)[:, joints])
         out["models"][name] = result
     return out
 

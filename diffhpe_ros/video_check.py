@@ -21,6 +21,7 @@ from diffhpe_models.atomic import atomic_save_npz
 from diffhpe_models.camera import Camera
 from diffhpe_models.contract import sha256_file as file_sha256
 from diffhpe_models.skeleton import MEDIAPIPE33_NAMES, NUM_JOINTS, to_h36m17
+from diffhpe_models.uncertainty import CALIBRATION_JOINTS
 from diffhpe_ros.params import DEFAULTS
 
 CACHE_VERSION = 1  # bump when what is cached changes meaning
@@ -200,8 +201,6 @@ def lift_stream(lifter, keypoints_px: np.ndarray, conf: np.ndarray, found: np.nd
 
 # --- the calibration of the spread (issue 9) ---------------------------------------------------
 
-# The root (pelvis) is left out: a root-relative pose has it at 0, error 0 by construction.
-CALIBRATION_JOINTS = tuple(range(1, NUM_JOINTS))
 
 
 def spread_goals() -> dict[str, float]:
