@@ -20,6 +20,7 @@ def _release(*args):
 def test_release_sets_the_run_time_defaults(tmp_path):
     config = copy.deepcopy(TINY_CONFIG)
     config["model"]["residual"] = True
+    config["data"]["dataset"] = str(REPO / "data" / "elsewhere.npz")       # a run's absolute path
     source = make_untrained_checkpoint(tmp_path / "best.pt", config)
     out = tmp_path / "shipped.pt"
     done = _release(source, out, "--aggregation", "conditioner", "--hypotheses", "4")
@@ -27,6 +28,7 @@ def test_release_sets_the_run_time_defaults(tmp_path):
     model, shipped, extra = load_checkpoint(out)
     assert (shipped.diffusion.aggregation, shipped.diffusion.hypotheses) == ("conditioner", 4)
     assert shipped.diffusion.steps == 2                          # not given: the checkpoint's
+    assert shipped.data.dataset == "data/elsewhere.npz"          # relative to the repository
     assert extra["released_from"]["checkpoint"] == str(source)
     pipeline = build_pipeline(out)
     assert pipeline.settings.aggregation == "conditioner" and pipeline.hypotheses == 4

@@ -9,6 +9,9 @@ The sampler settings are the checkpoint's run-time defaults (what evaluate.py, t
 export.py run when not told otherwise); they are checked against the trained schedule and the
 model (sampler.SamplerSettings, config.validate) before anything is written. The training history
 stays in `extra.released_from` (epoch and validation numbers), not the optimizer.
+Paths the config records (data.dataset, model.conditioner_checkpoint) that lie under the working
+directory are written relative to it, so a run made from another directory ships no machine's
+absolute path.
 Exit codes: 0 written, 2 bad arguments or checkpoint (nothing written).
 """
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from diffhpe_models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from diffhpe_models.config import AGGREGATIONS, ConfigError, validate
@@ -30,6 +34,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hypotheses", type=int, help="H (default: the checkpoint's)")
     p.add_argument("--aggregation", choices=AGGREGATIONS, help="default: the checkpoint's")
     return p.parse_args(argv)
+
+
+def _relative(path: str) -> str:
+    """`path` relative to the working directory when it lies under it, else unchanged."""
+    p = Path(path)
+    if p.is_absolute() and p.is_relative_to(Path.cwd()):
+        return str(p.relative_to(Path.cwd()))
+    return path
 
 
 def release(checkpoint: str, out: str, steps: int | None = None, hypotheses: int | None = None,
@@ -49,6 +61,10 @@ def release(checkpoint: str, out: str, steps: int | None = None, hypotheses: int
                                         eta=settings.eta, aggregation=settings.aggregation)
         config = dataclasses.replace(config, diffusion=diffusion)
         validate(config)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, dataset=_relative(config.data.dataset)),
+        model=dataclasses.replace(config.model,
+                                  conditioner_checkpoint=_relative(config.model.conditioner_checkpoint)))
     training = extra.get("training") or {}
     kept = {k: v for k, v in extra.items() if k not in ("training", "normalisation", "metrics")}
     kept["released_from"] = {"checkpoint": str(checkpoint), "metrics": raw.get("metrics", {}),
