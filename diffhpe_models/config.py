@@ -8,6 +8,7 @@ dict form (`to_dict`) travels inside checkpoints, so a checkpoint alone rebuilds
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -139,6 +140,12 @@ class DiffusionConfig:
     # than the schedule intends and the denoiser learns to ignore x_t (a regressor, no spread).
     # 1.0 = the first models (metres as is).
     pose_scale_m: float = 1.0
+    # The published spread is the hypotheses' spread x these factors, for joints observed /
+    # missing in the published frame: a calibration fitted on the validation split's published
+    # streams (training/calibrate_spread.py) so that the spread is the joint's RMS error in
+    # expectation; 1.0 = the raw spread of the hypotheses.
+    spread_scale_visible: float = 1.0
+    spread_scale_hidden: float = 1.0
 
 
 @dataclass
@@ -299,6 +306,9 @@ def validate(config: ExperimentConfig) -> None:
     _require(0 < b.stature_min <= b.stature_max, "data.body.stature_min", "need 0 < min <= max")
     _require(0 < b.width_min <= b.width_max, "data.body.width_min", "need 0 < min <= max")
     _require(0 <= b.segment_jitter < 1, "data.body.segment_jitter", "must be in [0, 1)")
+    for name in ("spread_scale_visible", "spread_scale_hidden"):
+        v = getattr(config.diffusion, name)
+        _require(math.isfinite(v) and v > 0, f"diffusion.{name}", f"must be > 0, got {v}")
     _require(config.diffusion.pose_scale_m > 0, "diffusion.pose_scale_m",
              f"must be > 0, got {config.diffusion.pose_scale_m}")
     _require(d.input_normalisation in INPUT_NORMALISATIONS, "data.input_normalisation",

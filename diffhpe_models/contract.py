@@ -95,6 +95,9 @@ def describe_pipeline(pipeline, fps: float) -> dict[str, Any]:
         "normalisation": NORMALISATION_FORMULAS[normalisation],  # inside the graph
         # Used by the runtime when a "rays" model gets no intrinsics (camera.guess_intrinsics).
         "intrinsics_guess_hfov_deg": GUESS_HFOV_DEG if normalisation == "rays" else None,
+        # spread_m = the hypotheses' spread x these (observed / missing joints), fitted on validation.
+        "spread_scale": ({"visible": pipeline.spread_scale[0], "hidden": pipeline.spread_scale[1]}
+                         if settings is not None else None),
         "units": {"keypoints_px": "pixels",
                   CALIBRATION_INPUTS[normalisation]: CALIBRATION_UNITS[normalisation],
                   "pose3d_m": "metres, camera frame, root-relative", "spread_m": "metres"},

@@ -395,6 +395,29 @@ def content_of(subset: Dataset, key: str) -> str:
     return subset.info.get(key, {}).get("content") or key.split("/", 1)[0]
 
 
+def make_streams(subset: Dataset, protocol: WindowProtocol, seed: int = 0, max_frames: int = 300,
+                 stride: int = 1) -> list:
+    """Every `stride`-th sequence of the split as a published stream (streams.split_streams: one
+    camera, lasting limb occlusions, detector-like noise), at most `max_frames` frames each."""
+    keys = sorted(subset.sequences)[::stride]
+    streams = split_streams({k: subset.sequences[k] for k in keys}, {k: subset.fps[k] for k in keys},
+                            protocol.fps, camera_sampler(protocol.camera), seed, max_frames=max_frames,
+                            min_frames=min(max_frames, protocol.window + 3),
+                            noise_sigma_frac=protocol.noise_sigma_frac, outlier_prob=protocol.outlier_prob)
+    if not streams:
+        raise ValueError(f"no sequence of the split has the {protocol.window}+ frames a stream needs")
+    return streams
+
+
+def lift_streams(model: EvaluatedModel, streams: list, device: str, seed: int = 0,
+                 batch_size: int = 256, desc: str = "streams"):
+    """Yield (pose (T, 17, 3), spread (T, 17)) of each stream as the node publishes them: stream
+    k lifted with the fixed noise of seed + k (streams.lift_stream)."""
+    for k, st in enumerate(tqdm(streams, desc=desc, leave=False)):
+        yield lift_stream(lambda b, n: lift(model, b, n, device), st, model.window,
+                          model.hypotheses, seed=seed + k, batch_size=batch_size)
+
+
 def stream_study(models: dict[str, EvaluatedModel], subset: Dataset, protocol: WindowProtocol,
                  device: str, seed: int = 0, max_frames: int = 300, stride: int = 1,
                  batch_size: int = 256) -> dict:
@@ -403,21 +426,14 @@ def stream_study(models: dict[str, EvaluatedModel], subset: Dataset, protocol: W
     P-MPJPE of the published poses, jitter / acceleration error / MPJVE of the stream, the same
     per content, and the calibration of the spread (uncertainty.calibration_report, on the
     published non-root joints: hidden = masked in the published frame)."""
-    keys = sorted(subset.sequences)[::stride]
-    streams = split_streams({k: subset.sequences[k] for k in keys}, {k: subset.fps[k] for k in keys},
-                            protocol.fps, camera_sampler(protocol.camera), seed, max_frames=max_frames,
-                            min_frames=min(max_frames, protocol.window + 3),
-                            noise_sigma_frac=protocol.noise_sigma_frac, outlier_prob=protocol.outlier_prob)
-    if not streams:
-        raise ValueError(f"no sequence of the split has the {protocol.window}+ frames a stream needs")
+    streams = make_streams(subset, protocol, seed, max_frames, stride)
     out = {"streams": len(streams), "frames": int(sum(len(st.mask) for st in streams)),
            "max_frames": max_frames, "models": {}}
     for name, model in models.items():
         per_stream, by_content = [], {}
         spreads, errors, visible = [], [], []
-        for k, st in enumerate(tqdm(streams, desc=f"streams {name}", leave=False)):
-            pose, spread = lift_stream(lambda b, n: lift(model, b, n, device), st, model.window,
-                                       model.hypotheses, seed=seed + k, batch_size=batch_size)
+        for st, (pose, spread) in zip(streams, lift_streams(model, streams, device, seed, batch_size,
+                                                            desc=f"streams {name}")):
             m = {"frames": len(pose), "mpjpe_mm": metrics.mpjpe(pose, st.pose3d_m),
                  "p_mpjpe_mm": metrics.p_mpjpe(pose, st.pose3d_m),
                  **uncertainty.stream_metrics(pose, st.pose3d_m)}

@@ -138,6 +138,7 @@ class LiftingPipeline(nn.Module):
         self.input_normalisation = config.data.input_normalisation
         self.input_names = input_names(self.input_normalisation)
         self.is_diffusion = isinstance(model, DiffHPE)
+        self.spread_scale = (1.0, 1.0)                       # (observed, missing) joints
         if not self.is_diffusion:
             if settings is not None or overrides:
                 given = settings.as_dict() if settings is not None else overrides
@@ -154,6 +155,7 @@ class LiftingPipeline(nn.Module):
         if settings.aggregation == "conditioner" and not config.model.residual:
             raise ConfigError("sampler settings: aggregation 'conditioner' needs a residual "
                               "Wrapper (model.residual), this model has no conditioner pose")
+        self.spread_scale = (d.spread_scale_visible, d.spread_scale_hidden)
         schedule = cosine_schedule(d.timesteps, d.max_beta, d.cosine_offset)
         self.sampler = Sampler(schedule, settings, d.prediction)
 
@@ -203,7 +205,11 @@ class LiftingPipeline(nn.Module):
             # (exporters drop unused inputs, and every variant must share one interface).
             return pose, 0.0 * noise[:, 0, :, :, 0], pose.unsqueeze(1)
         hyps, anchor = sample_hypotheses(self.model, self.sampler, uv_n, mask, noise)
-        return (*aggregate(hyps, uv_n, mask, self.settings.aggregation, anchor), hyps)
+        pose, spread = aggregate(hyps, uv_n, mask, self.settings.aggregation, anchor)
+        visible, hidden = self.spread_scale
+        if (visible, hidden) != (1.0, 1.0):                  # the validation-fitted calibration
+            spread = spread * (mask * visible + (1.0 - mask) * hidden)
+        return pose, spread, hyps
 
 
 def sample_hypotheses(model: DiffHPE, sampler: Sampler, uv_n: torch.Tensor, mask: torch.Tensor,
