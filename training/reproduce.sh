@@ -45,6 +45,7 @@ fi
 if has export; then
   $PY training/release.py runs/mixste/best.pt models/mixste.pt
   $PY training/release.py runs/diffhpe_wrapper/best.pt models/diffhpe_wrapper.pt
+  $PY training/calibrate_spread.py models/diffhpe_wrapper.pt      # fitted on the validation split
   $PY training/export.py --checkpoint models/mixste.pt --out models/mixste_lifter
   $PY training/export.py --checkpoint models/diffhpe_wrapper.pt --out models/diffhpe_lifter
 fi
