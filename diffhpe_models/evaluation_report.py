@@ -80,6 +80,34 @@ def plot_occlusion_heatmaps(matrices_mm: dict[str, np.ndarray], patterns: Sequen
     return _save(fig, path)
 
 
+def plot_reliability(calibration: dict[str, dict], path: str | Path) -> Path:
+    """Reliability plot of each model's spread: mean error per spread decile against the
+    decile's mean spread (a spread that is the RMS error lies near the diagonal), and the
+    coverage of error < k x spread against k with the calibrated reference."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    top = 0.0
+    for name, c in calibration.items():
+        rel = c["reliability"]
+        axes[0].plot(rel["spread_mm"], rel["error_mm"], marker="o", label=name)
+        top = max(top, *rel["spread_mm"], *rel["error_mm"])
+        axes[1].plot(uncertainty.COVERAGE_K, [c[f"coverage_k{k:g}"] for k in uncertainty.COVERAGE_K],
+                     marker="o", label=name)
+    axes[0].plot([0, top], [0, top], "k--", lw=1, label="error = spread")
+    axes[0].set_xlabel("spread (mm, mean per decile)")
+    axes[0].set_ylabel("error of the published joint (mm, mean)")
+    ks = np.linspace(0.25, 3.0, 23)
+    axes[1].plot(ks, [uncertainty.calibrated_coverage(k) for k in ks], "k--", lw=1,
+                 label="spread = true RMS error")
+    axes[1].set_xlabel("k")
+    axes[1].set_ylabel("fraction of joints with error < k x spread")
+    axes[1].set_ylim(0, 1.02)
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle("Calibration of the spread on published streams (non-root joints)", fontsize=10)
+    return _save(fig, path)
+
+
 def plot_sampler_tradeoff(rows: Sequence[dict], path: str | Path, machine: str) -> Path:
     """MPJPE and segment-length std against milliseconds per window, one line per H.
 
@@ -378,12 +406,16 @@ def _streams_section(r: dict) -> list[str]:
                 "spread and error within each joint (averaged over joints), and how often the "
                 "error is below k x spread (a spread equal to the joint's true RMS error, "
                 f"Gaussian, gives {uncertainty.CALIBRATED_COVERAGE_TEXT}).", ""]
+        ratio = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
         rows = [[n, _mm(c["spread_hidden_mm"]), _mm(c["spread_visible_mm"]),
-                 "n/a" if c["hidden_visible_ratio"] is None else f"{c['hidden_visible_ratio']:.2f}",
-                 "n/a" if c["rank_correlation"] is None else f"{c['rank_correlation']:.2f}",
+                 ratio(c["hidden_visible_ratio"]), ratio(c.get("error_hidden_visible_ratio")),
+                 ratio(c["rank_correlation"]),
                  *(f"{c[f'coverage_k{k:g}']:.2f}" for k in (1, 2, 3))] for n, c in cal.items()]
-        out += [_table(["model", "spread hidden", "spread visible", "ratio", "rank corr",
-                        "cover k=1", "k=2", "k=3"], rows), ""]
+        out += [_table(["model", "spread hidden", "spread visible", "ratio", "error ratio",
+                        "rank corr", "cover k=1", "k=2", "k=3"], rows), "",
+                "(medians; \"error ratio\": the published joints' own hidden/visible error ratio, "
+                "what a calibrated spread's ratio would be)", "",
+                "![reliability of the spread](img/eval_reliability.png)", ""]
         for n, c in cal.items():
             rel = c["reliability"]
             out += [f"Reliability of {n} (mean error per spread decile, mm): "
@@ -482,6 +514,10 @@ def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
         sm = results["sampler"]
         paths["sampler"] = plot_sampler_tradeoff(sm["grid"], img / "eval_sampler_tradeoff.png",
                                                  sm["timing"]["machine"])
+    streams = (results.get("streams") or {}).get("models", {})
+    calibration = {n: m["calibration"] for n, m in streams.items() if m.get("calibration")}
+    if calibration:
+        paths["reliability"] = plot_reliability(calibration, img / "eval_reliability.png")
     if results.get("examples"):
         paths["examples"] = plot_skeleton_examples(_example_figure_data(results),
                                                    img / "eval_examples.png")

@@ -288,7 +288,8 @@ def test_evaluate_cli_writes_the_report(dataset_file, checkpoints, matrix_runs, 
     md = (out / "evaluation.md").read_text()
     assert report["command"] in md and "**Split: test**" in md
     assert "## Published streams" in md and "### Calibration of the spread" in md
-    for name in ("eval_metrics", "eval_occlusion_matrix", "eval_sampler_tradeoff", "eval_examples"):
+    for name in ("eval_metrics", "eval_occlusion_matrix", "eval_sampler_tradeoff", "eval_examples",
+                 "eval_reliability"):
         png = out / "img" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"img/{name}.png" in md
 
