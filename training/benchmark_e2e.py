@@ -429,7 +429,9 @@ def main(argv=None) -> int:
     if a.out is not None:
         from diffhpe_models.atomic import atomic_replace_section
         command = "python training/benchmark_e2e.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        atomic_replace_section(a.out, "e2e-benchmark", f"## End-to-end (ROS 2 node, `training/benchmark_e2e.py`)\n\n"
+        # One section per model file (a run of another model keeps this one's).
+        atomic_replace_section(a.out, f"e2e-benchmark-{Path(a.model).stem}",
+                               f"## End-to-end (ROS 2 node, `training/benchmark_e2e.py`): {a.model}\n\n"
                                f"Command: `{command}`\n\n{report}", title="# Benchmarks")
     if a.json is not None:
         from diffhpe_models.atomic import atomic_write_json
