@@ -52,3 +52,32 @@ def test_shipped_lifter_recovers_real_motion_through_the_node(context, name):
     for b in (thigh_r, shin_r, thigh_l, shin_l):
         assert 0.25 < b < 0.6, bones
     assert abs(thigh_r - thigh_l) < 0.05 and abs(shin_r - shin_l) < 0.05, bones
+
+
+def test_shipped_wrapper_spreads_more_where_the_detector_misses_a_limb(context):
+    """The DiffHPE-Wrapper's calibrated spread through the node: once the left arm's keypoints
+    come with confidence 0, its elbow and wrist get a clearly larger spread than the joints the
+    detector still sees (measured 141 vs 74 mm); the root's spread is 0 (root-relative) and no
+    other joint's is."""
+    from diffhpe_models.skeleton import JOINT_NAMES, MEDIAPIPE33_NAMES
+
+    uv, _ = keypoints_h36m(FRAMES)
+    frames = detector_layout(uv, "mediapipe33")[:, None]                   # (T, 1, 33, 2)
+    conf = np.ones(frames.shape[:3])
+    hidden_from = 30
+    for name in ("left_elbow", "left_wrist"):
+        conf[hidden_from:, :, MEDIAPIPE33_NAMES.index(name)] = 0.0
+    h = Harness(context, REPO / "models" / "diffhpe_lifter.onnx", keypoint_format="mediapipe33")
+    try:
+        h.send_camera_info()
+        h.spin_for(0.2)
+        h.stream(frames, conf=conf)
+        spread = np.stack([cv.point_cloud2_to_array(m)["spread"] for m in h.points])  # (T, 17)
+    finally:
+        h.close()
+    late = spread[hidden_from + 5:]                      # the arm hidden in the published frame
+    arm = [JOINT_NAMES.index("left_elbow"), JOINT_NAMES.index("left_wrist")]
+    seen = [j for j in range(1, 17) if j not in arm]
+    assert np.all(late[:, 0] == 0) and np.all(late[:, 1:] > 0)
+    assert np.median(late[:, arm]) > 1.5 * np.median(late[:, seen]), (
+        np.median(late[:, arm]), np.median(late[:, seen]))
