@@ -341,6 +341,12 @@ def _sampler_section(r: dict) -> list[str]:
             f"({sm['windows']} windows), aggregation {d['aggregation']}. Latency: median (and "
             f"p90) wall time of one forward pass for **one person, one window, batch of 1, "
             f"PyTorch** (not ONNX Runtime / TensorRT) on {t['machine']}.", ""]
+    if d["aggregation"] == "conditioner":
+        out += ["With the `conditioner` aggregation the published pose is the frozen MixSTE's "
+                "whatever the steps and H, so the accuracy columns below do not move: the "
+                "sampler's own pose is in the aggregation table (`mean`), and what steps and H "
+                "change is the spread (its calibration: *Calibration of the spread* below) and "
+                "the latency.", ""]
     rows = [[r_["steps"], r_["hypotheses"], _mm(r_["mpjpe_mm"]), _mm(r_["p_mpjpe_mm"]),
              _mm(r_["segment_std_mm"]), f"{r_['ms_per_window']:.2f} ({r_['p90_ms']:.2f})"
              + (" *default*" if (r_["steps"], r_["hypotheses"]) == (d["steps"], d["hypotheses"])
