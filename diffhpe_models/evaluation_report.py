@@ -444,8 +444,11 @@ def render_markdown(r: dict) -> str:
            f"noise (std {100 * pr['noise_sigma_frac']:g} % of the person's size, "
            f"{100 * pr['outlier_prob']:g} % outliers), drawn from seed {r['seed']}: the same "
            f"windows for every model. Device "
-           f"{r['device']}, torch {r['torch']}, batches of {r['batch_size']} windows. Model "
-           f"selection happened on the validation split; this report changes nothing.", "",
+           f"{r['device']}, torch {r['torch']}, batches of {r['batch_size']} windows. "
+           + ("This is the split model selection and the spread's calibration used."
+              if r["split"] == "validation" else
+              "Model selection happened on the validation split; this report changes nothing."),
+           "",
            "## Claims", ""]
     out += [f"- {_verdict(c['holds'])}: {c['claim']}. {c['evidence']}" for c in r["claims"]]
     out += [""]
