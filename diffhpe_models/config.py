@@ -76,6 +76,10 @@ class DataConfig:
     speed_min: float = 0.5           # training playback speed, log-uniform in [speed_min, speed_max]
     speed_max: float = 2.0
     flip_prob: float = 0.5           # training left/right mirror probability
+    # Training: half the windows get the occlusion pattern's mirror image (the reference's
+    # patterns always hide the right leg / the left arm, and the flip happens before them, so a
+    # model learns a side-specific prior). False = the reference's patterns as they are.
+    mirror_occlusion: bool = False
     noise_sigma_frac: float = 0.01   # detector-like 2D noise, std as a fraction of the person size
     outlier_prob: float = 0.005      # probability of a keypoint being a gross outlier
     stride: int = 1                  # frame step between the targets of validation windows

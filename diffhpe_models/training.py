@@ -187,6 +187,7 @@ def make_window_dataset(config: ExperimentConfig, split, train: bool, seed: int)
         target_fps=d.fps, train=train, speed_range=(d.speed_min, d.speed_max),
         occlusion=d.occlusion, noise_sigma_frac=d.noise_sigma_frac, outlier_prob=d.outlier_prob,
         stride=None if train else d.stride, seed=seed, flip_prob=d.flip_prob if train else 0.0,
+        mirror_occlusion=d.mirror_occlusion,
         camera_sampler=camera_sampler(d.camera), mask_outside_image=d.camera.mask_outside_image,
         body_scaler=BodyScaler((b.stature_min, b.stature_max), b.segment_jitter,
                                (b.width_min, b.width_max)))

@@ -135,7 +135,7 @@ class WindowDataset(torch.utils.data.Dataset):
                  noise_sigma_frac: float = 0.01, outlier_prob: float = 0.005,
                  stride: int | None = None, seed: int = 0, flip_prob: float = 0.5,
                  min_depth_m: float = 0.5, mask_outside_image: bool = False,
-                 body_scaler: BodyScaler | None = None):
+                 body_scaler: BodyScaler | None = None, mirror_occlusion: bool = False):
         _check_sequences(sequences, fps)
         self.offsets = window_offsets(window, mode).astype(np.float64)
         if occlusion != "mixed" and occlusion not in PATTERNS:
@@ -153,6 +153,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.camera_sampler = camera_sampler if camera_sampler is not None else CameraSampler()
         self.noise_sigma_frac, self.outlier_prob = noise_sigma_frac, outlier_prob
         self.seed, self.flip_prob, self.min_depth_m = seed, flip_prob, min_depth_m
+        self.mirror_occlusion = mirror_occlusion
         self.mask_outside_image = mask_outside_image
         self.body_scaler = body_scaler if body_scaler is not None and body_scaler.active else None
         self.stride = int(stride) if stride is not None else (window if train else 1)
@@ -231,7 +232,13 @@ class WindowDataset(torch.utils.data.Dataset):
         pattern = self.occlusion
         if pattern == "mixed":
             pattern = MIXED_PATTERNS[int(rng.integers(len(MIXED_PATTERNS)))]
-        uv, mask = apply_pattern(uv, pattern, rng, image_wh)
+        if self.train and self.mirror_occlusion and rng.random() < 0.5:
+            # The patterns name sides (the right leg, the left arm): half the time hide the
+            # mirror-image joints instead, so the model learns no side-specific prior.
+            uv, mask = apply_pattern(uv[:, FLIP_PERMUTATION], pattern, rng, image_wh)
+            uv, mask = uv[:, FLIP_PERMUTATION], mask[:, FLIP_PERMUTATION]
+        else:
+            uv, mask = apply_pattern(uv, pattern, rng, image_wh)
         if self.mask_outside_image:
             inside = (uv >= 0).all(-1) & (uv[..., 0] < image_wh[0]) & (uv[..., 1] < image_wh[1])
             mask = mask * inside.astype(np.float32)

@@ -294,3 +294,26 @@ def test_real_mocap_windows():
                                        atol=2e-3, rtol=1e-5)
             # A human-sized subject: 17 joints within 2.5 m of the pelvis.
             assert np.abs(item["pose3d_m"]).max() < 2.5
+
+
+def test_mirror_occlusion_hides_either_side_in_training_only():
+    """structured_joint hides the right leg (1, 2, 3); with mirror_occlusion, training windows
+    hide the left leg (4, 5, 6) about half the time, and evaluation windows never change."""
+    right, left = [1, 2, 3], [4, 5, 6]
+
+    def hidden_sides(ds, n=200):
+        sides = []
+        for i in range(n):                  # training items draw afresh on every access
+            m = ds[i % len(ds)]["mask"]
+            sides.append(((m[:, right] == 0).any(), (m[:, left] == 0).any()))
+        return np.array(sides)
+
+    plain = hidden_sides(dataset(train=True, occlusion="structured_joint", seed=3))
+    assert plain[:, 0].all() and not plain[:, 1].any()
+    mirrored = hidden_sides(dataset(train=True, occlusion="structured_joint", seed=3,
+                                    mirror_occlusion=True))
+    assert (mirrored[:, 0] ^ mirrored[:, 1]).all()           # one leg per window, never both
+    assert 0.35 < mirrored[:, 1].mean() < 0.65
+    evaluation = hidden_sides(dataset(train=False, occlusion="structured_joint",
+                                      mirror_occlusion=True), n=50)
+    assert evaluation[:, 0].all() and not evaluation[:, 1].any()
