@@ -78,7 +78,7 @@ class DataConfig:
     flip_prob: float = 0.5           # training left/right mirror probability
     # Training: half the windows get the occlusion pattern's mirror image (the reference's
     # patterns always hide the right leg / the left arm, and the flip happens before them, so a
-    # model learns a side-specific prior). False = the reference's patterns as they are.
+    # model never sees the mirrored gaps). False = the reference's patterns as they are.
     mirror_occlusion: bool = False
     noise_sigma_frac: float = 0.01   # detector-like 2D noise, std as a fraction of the person size
     outlier_prob: float = 0.005      # probability of a keypoint being a gross outlier
