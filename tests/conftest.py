@@ -6,8 +6,10 @@ Tests run on 2 shared CPU cores: torch gets one thread, and ROS logs go to a tem
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,6 +35,18 @@ TINY_CONFIG = {
     "diffusion": {"steps": 2, "hypotheses": 3, "aggregation": "mean"},
 }
 TINY_FPS = 30.0
+
+
+def load_training_script(name: str):
+    """training/<name>.py imported as a fresh module (the scripts are not a package). Registered
+    in sys.modules under `training_<name>`, so dataclasses in it can look their module up."""
+    module_name = f"training_{name}"
+    path = Path(__file__).resolve().parents[1] / "training" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -1,12 +1,10 @@
 """training/benchmark.py on a deterministic (MixSTE) checkpoint: it benchmarks the one setting
 there is (no steps / H sweep), labels it, and writes its own section of the --out file, keeping
 the others. A behaviour test on a tiny untrained model: no timing is asserted."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_untrained_checkpoint
+from conftest import load_training_script, make_untrained_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MIXSTE = {
@@ -24,12 +22,7 @@ FAST = ["--iterations", "2", "--warmup", "1", "--max-seconds", "0.05", "--thread
 
 
 def _script():
-    name = "training_benchmark"  # registered: its dataclasses look their module up
-    spec = importlib.util.spec_from_file_location(name, ROOT / "training" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_training_script("benchmark")
 
 
 @pytest.fixture(scope="module")

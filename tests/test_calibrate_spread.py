@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIG, make_untrained_checkpoint
+from conftest import TINY_CONFIG, load_training_script, make_untrained_checkpoint
 
 from diffhpe_models.checkpoint import load_checkpoint
 from diffhpe_models.config import ConfigError, from_dict
 from diffhpe_models.lifter import LiftingPipeline, build_model
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-from calibrate_spread import fit_scales  # noqa: E402
+fit_scales = load_training_script("calibrate_spread").fit_scales
 
 
 def test_fit_scales_matches_the_mean_square_error_per_group():

@@ -1,6 +1,7 @@
 """training/prepare_data.py end to end on the real packages (cache shared with the other tests)."""
-import importlib.util
 from pathlib import Path
+
+from conftest import load_training_script
 
 from diffhpe_models import mocap
 from diffhpe_models.dataset import load_dataset
@@ -10,10 +11,7 @@ CACHE = ROOT / ".cache" / "packages"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("prepare_data", ROOT / "training" / "prepare_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_training_script("prepare_data")
 
 
 def test_writes_the_dataset_and_prints_the_summary(tmp_path, capsys):

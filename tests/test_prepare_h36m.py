@@ -1,20 +1,14 @@
 """training/prepare_h36m.py on small arrays in Human3.6M's (pickle-free) layout."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
+from conftest import load_training_script
 
 from diffhpe_models.dataset import load_dataset
 from diffhpe_models.h36m import save_h36m_npz
 
-SCRIPT = Path(__file__).resolve().parents[1] / "training" / "prepare_h36m.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("prepare_h36m", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_training_script("prepare_h36m")
 
 
 def test_h36m_becomes_a_dataset_with_a_validation_subject(tmp_path):

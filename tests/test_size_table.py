@@ -1,17 +1,14 @@
 """training/size_table.py: refuses bad arguments with a clear message."""
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_training_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("size_table", ROOT / "training" / "size_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_training_script("size_table")
 
 
 def test_bad_size_arguments_are_refused(tmp_path, capsys):
