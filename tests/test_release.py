@@ -44,3 +44,14 @@ def test_release_refuses_settings_the_model_cannot_run(tmp_path):
     done = _release(source, out, "--steps", "500")
     assert done.returncode == 2 and "steps must be in 1..50" in done.stderr
     assert not out.exists()
+
+
+def test_release_and_calibrate_refuse_a_missing_checkpoint(tmp_path):
+    out = tmp_path / "shipped.pt"
+    done = _release(tmp_path / "nope.pt", out)
+    assert done.returncode == 2 and "no such checkpoint file" in done.stderr
+    done = subprocess.run([sys.executable, str(REPO / "training" / "calibrate_spread.py"),
+                           str(tmp_path / "nope.pt"), "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and "no such checkpoint file" in done.stderr
+    assert not out.exists()
