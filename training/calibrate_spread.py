@@ -22,8 +22,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -68,19 +66,17 @@ def calibrate(checkpoint: str, out: str, dataset: str | None = None, stream_fram
     model, config, extra = load_checkpoint(checkpoint)
     if config.model.variant == "mixste":
         raise ConfigError(f"{checkpoint}: a deterministic model has no spread to calibrate")
-    raw = dataclasses.replace(config, diffusion=dataclasses.replace(
-        config.diffusion, spread_scale_visible=1.0, spread_scale_hidden=1.0))
-    with tempfile.TemporaryDirectory() as tmp:           # the raw spread: the same weights, scale 1
-        raw_path = save_checkpoint(Path(tmp) / "raw.pt", model, raw, extra)
-        evaluated = ev.load_model("raw", raw_path, "cpu")
+    evaluated = ev.load_model("model", checkpoint, "cpu")
+    applied = (config.diffusion.spread_scale_visible, config.diffusion.spread_scale_hidden)
     subset = ev.split_sequences(dataset or config.data.dataset, "validation")
     streams = ev.make_streams(subset, ev.WindowProtocol.of([evaluated]), seed, stream_frames,
                               stream_stride)
     spreads, errors, visible = [], [], []
     for st, (pose, spread) in zip(streams, ev.lift_streams(evaluated, streams, "cpu", seed)):
-        spreads.append(spread)
+        seen = st.mask > 0                               # the published frame's input mask
+        spreads.append(spread / np.where(seen, *applied))   # undo a calibration already stored
         errors.append(np.linalg.norm(pose - st.pose3d_m, axis=-1))
-        visible.append(st.mask > 0)
+        visible.append(seen)
     scales = fit_scales(np.concatenate(spreads), np.concatenate(errors), np.concatenate(visible))
     calibrated = dataclasses.replace(config, diffusion=dataclasses.replace(
         config.diffusion, spread_scale_visible=scales["visible"], spread_scale_hidden=scales["hidden"]))

@@ -21,7 +21,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from diffhpe_models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from diffhpe_models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from diffhpe_models.config import AGGREGATIONS, ConfigError, validate
 from diffhpe_models.sampler import SamplerSettings
 
@@ -47,7 +47,6 @@ def _relative(path: str) -> str:
 def release(checkpoint: str, out: str, steps: int | None = None, hypotheses: int | None = None,
             aggregation: str | None = None) -> dict:
     """Write `out`; returns the sampler settings it records. Raises CheckpointError/ConfigError."""
-    raw = read_checkpoint(checkpoint)
     model, config, extra = load_checkpoint(checkpoint)
     if config.model.variant == "mixste":
         if any(v is not None for v in (steps, hypotheses, aggregation)):
@@ -67,9 +66,10 @@ def release(checkpoint: str, out: str, steps: int | None = None, hypotheses: int
                                   conditioner_checkpoint=_relative(config.model.conditioner_checkpoint)))
     training = extra.get("training") or {}
     kept = {k: v for k, v in extra.items() if k not in ("training", "normalisation", "metrics")}
-    kept["released_from"] = {"checkpoint": str(checkpoint), "metrics": raw.get("metrics", {}),
+    metrics = extra.get("metrics", {})
+    kept["released_from"] = {"checkpoint": str(checkpoint), "metrics": metrics,
                              "epochs_trained": len(training.get("history", [])) or None}
-    save_checkpoint(out, model, config, kept, metrics=raw.get("metrics", {}))
+    save_checkpoint(out, model, config, kept, metrics=metrics)
     return settings.as_dict() if settings else {}
 
 
