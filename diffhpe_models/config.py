@@ -81,6 +81,11 @@ class DataConfig:
     # model never sees the mirrored gaps). False = the reference's patterns as they are.
     mirror_occlusion: bool = False
     noise_sigma_frac: float = 0.01   # detector-like 2D noise, std as a fraction of the person size
+    # Training: > noise_sigma_frac draws each window's noise std log-uniformly in
+    # [noise_sigma_frac, noise_sigma_frac_max] (real detectors are noisier on small, blurred or
+    # unusual people), so the spread can learn to widen when the 2D is noisy. 0 = always
+    # noise_sigma_frac. Validation and test windows keep noise_sigma_frac.
+    noise_sigma_frac_max: float = 0.0
     outlier_prob: float = 0.005      # probability of a keypoint being a gross outlier
     stride: int = 1                  # frame step between the targets of validation windows
     # "screen" (default: checkpoints made before it existed) or "rays" (camera-aware, see
@@ -295,6 +300,9 @@ def validate(config: ExperimentConfig) -> None:
              f"need 0 < speed_min <= speed_max, got {d.speed_min}, {d.speed_max}")
     _require(0 <= d.flip_prob <= 1, "data.flip_prob", f"must be in [0, 1], got {d.flip_prob}")
     _require(d.noise_sigma_frac >= 0, "data.noise_sigma_frac", "must be >= 0")
+    _require(d.noise_sigma_frac_max == 0 or d.noise_sigma_frac_max >= d.noise_sigma_frac > 0,
+             "data.noise_sigma_frac_max", f"must be 0 (off) or >= noise_sigma_frac > 0, got "
+             f"{d.noise_sigma_frac_max} with noise_sigma_frac {d.noise_sigma_frac}")
     _require(0 <= d.outlier_prob <= 1, "data.outlier_prob", "must be in [0, 1]")
     _require(d.stride >= 1, "data.stride", f"must be >= 1, got {d.stride}")
     c, b = d.camera, d.body

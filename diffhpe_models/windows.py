@@ -108,7 +108,9 @@ class WindowDataset(torch.utils.data.Dataset):
       target frame in chunk i, a playback speed log-uniform in `speed_range` (the window then
       spans (L-1)*speed frames of the sequence, linearly interpolated), a left/right mirror with
       probability `flip_prob`, a camera from `camera_sampler`, detector-like noise
-      (`noise_sigma_frac`, `outlier_prob`, see occlusion.detector_noise) and the occlusion
+      (`noise_sigma_frac`, `outlier_prob`, see occlusion.detector_noise; with
+      `noise_sigma_frac_max` > 0 the std fraction is log-uniform in [noise_sigma_frac,
+      noise_sigma_frac_max] per window) and the occlusion
       pattern `occlusion` (a name of occlusion.PATTERNS, or 'mixed': one of
       occlusion.MIXED_PATTERNS per sample). Randomness comes from a generator seeded by `seed`
       and, in DataLoader workers, the worker's seed (different per worker and per epoch).
@@ -133,7 +135,7 @@ class WindowDataset(torch.utils.data.Dataset):
                  train: bool = True, speed_range: tuple[float, float] = (0.5, 2.0),
                  occlusion: str = "none", camera_sampler: CameraSampler | None = None,
                  noise_sigma_frac: float = 0.01, outlier_prob: float = 0.005,
-                 stride: int | None = None, seed: int = 0, flip_prob: float = 0.5,
+                 noise_sigma_frac_max: float = 0.0, stride: int | None = None, seed: int = 0, flip_prob: float = 0.5,
                  min_depth_m: float = 0.5, mask_outside_image: bool = False,
                  body_scaler: BodyScaler | None = None, mirror_occlusion: bool = False):
         _check_sequences(sequences, fps)
@@ -152,6 +154,10 @@ class WindowDataset(torch.utils.data.Dataset):
         self.target_fps, self.speed_range, self.occlusion = target_fps, speed_range, occlusion
         self.camera_sampler = camera_sampler if camera_sampler is not None else CameraSampler()
         self.noise_sigma_frac, self.outlier_prob = noise_sigma_frac, outlier_prob
+        if noise_sigma_frac_max and not noise_sigma_frac_max >= noise_sigma_frac > 0:
+            raise ValueError(f"WindowDataset: noise_sigma_frac_max must be 0 (off) or >= "
+                             f"noise_sigma_frac > 0, got {noise_sigma_frac_max}, {noise_sigma_frac}")
+        self.noise_sigma_frac_max = float(noise_sigma_frac_max)
         self.seed, self.flip_prob, self.min_depth_m = seed, flip_prob, min_depth_m
         self.mirror_occlusion = mirror_occlusion
         self.mask_outside_image = mask_outside_image
@@ -226,8 +232,11 @@ class WindowDataset(torch.utils.data.Dataset):
         uv[..., 1] = cam.fy * points[..., 1] / points[..., 2] + cam.cy
         image_wh = cam.image_wh
 
-        if self.noise_sigma_frac > 0 or self.outlier_prob > 0:
-            uv = detector_noise(uv, rng, image_wh, sigma_frac=self.noise_sigma_frac,
+        sigma_frac = self.noise_sigma_frac
+        if self.train and self.noise_sigma_frac_max > sigma_frac:
+            sigma_frac = float(np.exp(rng.uniform(np.log(sigma_frac), np.log(self.noise_sigma_frac_max))))
+        if sigma_frac > 0 or self.outlier_prob > 0:
+            uv = detector_noise(uv, rng, image_wh, sigma_frac=sigma_frac,
                                 outlier_prob=self.outlier_prob)
         pattern = self.occlusion
         if pattern == "mixed":

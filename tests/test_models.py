@@ -239,6 +239,9 @@ def test_config_errors_name_the_field(tmp_path):
     assert isinstance(cfg.train.lr, float)
     with pytest.raises(ConfigError, match="model.variant"):
         dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant="vit"))
+    with pytest.raises(ConfigError, match=r"data.noise_sigma_frac_max: must be 0 \(off\) or >="):
+        from_dict({"data": {"noise_sigma_frac": 0.01, "noise_sigma_frac_max": 0.005}})
+    assert from_dict({"data": {"noise_sigma_frac_max": 0.04}}).data.noise_sigma_frac_max == 0.04
 
 
 @pytest.mark.parametrize("variant,aggregation,steps,normalisation", [

@@ -317,3 +317,30 @@ def test_mirror_occlusion_hides_either_side_in_training_only():
     evaluation = hidden_sides(dataset(train=False, occlusion="structured_joint",
                                       mirror_occlusion=True), n=50)
     assert evaluation[:, 0].all() and not evaluation[:, 1].any()
+
+
+def test_noise_level_varies_per_training_window_only():
+    """noise_sigma_frac_max draws each training window's 2D noise std log-uniformly in
+    [noise_sigma_frac, noise_sigma_frac_max] of the person's size; evaluation windows keep
+    noise_sigma_frac."""
+    def noise_fractions(ds, n=120):
+        out = []
+        for i in range(n):
+            item = ds[i % len(ds)]
+            points = item["pose3d_m"].astype(np.float64) + item["root_cam_m"][:, None]
+            clean = project(points, camera_of(item))
+            size = (clean.max(axis=1) - clean.min(axis=1)).max(axis=-1)          # (L,)
+            out.append(np.std((item["keypoints_px"] - clean) / size[:, None, None]))
+        return np.array(out)
+
+    varied = noise_fractions(dataset(train=True, noise_sigma_frac=0.005, noise_sigma_frac_max=0.04,
+                                     flip_prob=0.0, speed_range=(1.0, 1.0), seed=2))
+    assert varied.min() < 0.008 and varied.max() > 0.03
+    assert 0.004 < varied.min() and varied.max() < 0.045
+    fixed = noise_fractions(dataset(train=True, noise_sigma_frac=0.005, flip_prob=0.0, seed=2))
+    np.testing.assert_allclose(fixed, 0.005, rtol=0.15)
+    evaluation = noise_fractions(dataset(train=False, noise_sigma_frac=0.005,
+                                         noise_sigma_frac_max=0.04), n=40)
+    np.testing.assert_allclose(evaluation, 0.005, rtol=0.15)
+    with pytest.raises(ValueError, match="noise_sigma_frac_max must be 0 \\(off\\) or >="):
+        dataset(noise_sigma_frac=0.01, noise_sigma_frac_max=0.005)
