@@ -114,3 +114,15 @@ def test_diffusion_checkpoint_keeps_its_sampler_settings(tiny_checkpoint, tiny_o
     assert models.setting() == "steps=2, H=3, L=27"
     assert models.sampler_kw(5, 1) == {"steps": 5, "hypotheses": 1, "aggregation": "mean"}
     assert bench.section_key(models) == "lifting-benchmark-diffhpe_wrapper"
+
+
+def test_skipped_backends_leave_the_table(tiny_checkpoint, tiny_onnx, tmp_path):
+    """--skip drops rows of the side-by-side table (torch.compile's autotuning takes minutes on a
+    GPU); an unknown backend name is refused."""
+    bench = _script()
+    args = bench.parse_args(["--checkpoint", str(tiny_checkpoint), "--onnx", str(tiny_onnx),
+                             "--skip", "torch", "torch-1thread", "onnxruntime-1thread", *FAST])
+    markdown = bench.section_backends(bench.Models(args, tmp_path), args, {})
+    assert [row[0] for row in _table(markdown, "backend")] == ["onnxruntime"] * 2
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--skip", "tensorrt"])

@@ -59,6 +59,8 @@ SECTION = "lifting-benchmark"  # docs/benchmarks.md: this script writes SECTION-
 GOAL_P99_MS, GOAL_FPS_4P, GOAL_RSS_MB, GOAL_SPEEDUP = 10.0, 30.0, 1000.0, 2.0
 GOAL_LIFT_PER_DETECT = 0.33  # lift of one person-frame / MediaPipe on one frame
 MIN_CALLS = 8
+BACKENDS = ("torch", "torch-1thread", "torch-cudagraph", "torch-compile", "onnxruntime",
+            "onnxruntime-1thread", "onnxruntime-cuda")
 CHUNK = 4  # calls of one row before the next row's turn (interleaving)
 
 
@@ -86,8 +88,14 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path,
                    help="write the tables into this markdown file, as the model variant's section "
                         "(replaced; the other sections are kept)")
+    p.add_argument("--skip", nargs="+", default=[], metavar="BACKEND",
+                   help="leave out these backends of the side-by-side table (e.g. torch-compile, "
+                        "whose max-autotune takes minutes on a GPU)")
     p.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = sorted(set(args.skip) - set(BACKENDS))
+    if unknown:
+        p.error(f"--skip: unknown backends {unknown}; expected some of {list(BACKENDS)}")
     if args.quick:
         args.iterations, args.warmup, args.max_seconds = 40, 5, 2.0
         args.rss_windows = min(args.rss_windows, 2_000)
@@ -379,6 +387,7 @@ def section_backends(models: Models, args, results: dict) -> str:
     else:
         backends = ["torch", "torch-1thread", "onnxruntime", "onnxruntime-1thread"]
         persons_list = [1, 4]
+    backends = [b for b in backends if b not in args.skip]
     load_note = MachineLoad()
     rows, cases, keys = [], [], []
     for backend in backends:
