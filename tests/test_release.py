@@ -55,3 +55,19 @@ def test_release_and_calibrate_refuse_a_missing_checkpoint(tmp_path):
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 2 and "no such checkpoint file" in done.stderr
     assert not out.exists()
+
+
+def test_release_records_another_dataset_path(tmp_path):
+    """A run trained on another machine's copy of the splits ships naming this machine's file;
+    a --dataset that does not exist is refused before anything is written."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config["data"]["dataset"] = "/tmp/gpu_machine/ds.npz"
+    source = make_untrained_checkpoint(tmp_path / "best.pt", config)
+    out = tmp_path / "shipped.pt"
+    done = _release(source, out, "--dataset", tmp_path / "missing.npz")
+    assert done.returncode == 2 and "missing.npz: no such file" in done.stderr and not out.exists()
+    here = tmp_path / "ds.npz"
+    here.write_bytes(b"")
+    done = _release(source, out, "--dataset", here)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(out)[1].data.dataset == str(here)

@@ -11,7 +11,8 @@ model (sampler.SamplerSettings, config.validate) before anything is written. The
 stays in `extra.released_from` (epoch and validation numbers), not the optimizer.
 Paths the config records (data.dataset, model.conditioner_checkpoint) that lie under the working
 directory are written relative to it, so a run made from another directory ships no machine's
-absolute path.
+absolute path. `--dataset` names the dataset file for a run trained elsewhere (a GPU machine's
+own copy of the same splits), so that calibration and evaluation here find it.
 Exit codes: 0 written, 2 bad arguments or checkpoint (nothing written).
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's)")
     p.add_argument("--hypotheses", type=int, help="H (default: the checkpoint's)")
     p.add_argument("--aggregation", choices=AGGREGATIONS, help="default: the checkpoint's")
+    p.add_argument("--dataset", help="the data.dataset to record (default: the checkpoint's); must exist")
     return p.parse_args(argv)
 
 
@@ -45,8 +47,10 @@ def _relative(path: str) -> str:
 
 
 def release(checkpoint: str, out: str, steps: int | None = None, hypotheses: int | None = None,
-            aggregation: str | None = None) -> dict:
+            aggregation: str | None = None, dataset: str | None = None) -> dict:
     """Write `out`; returns the sampler settings it records. Raises CheckpointError/ConfigError."""
+    if dataset is not None and not Path(dataset).is_file():
+        raise ConfigError(f"--dataset {dataset}: no such file")
     model, config, extra = load_checkpoint(checkpoint)
     if config.model.variant == "mixste":
         if any(v is not None for v in (steps, hypotheses, aggregation)):
@@ -61,7 +65,7 @@ def release(checkpoint: str, out: str, steps: int | None = None, hypotheses: int
         config = dataclasses.replace(config, diffusion=diffusion)
         validate(config)
     config = dataclasses.replace(
-        config, data=dataclasses.replace(config.data, dataset=_relative(config.data.dataset)),
+        config, data=dataclasses.replace(config.data, dataset=_relative(dataset or config.data.dataset)),
         model=dataclasses.replace(config.model,
                                   conditioner_checkpoint=_relative(config.model.conditioner_checkpoint)))
     training = extra.get("training") or {}
@@ -76,7 +80,8 @@ def release(checkpoint: str, out: str, steps: int | None = None, hypotheses: int
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        settings = release(args.checkpoint, args.out, args.steps, args.hypotheses, args.aggregation)
+        settings = release(args.checkpoint, args.out, args.steps, args.hypotheses, args.aggregation,
+                           args.dataset)
     except (CheckpointError, ConfigError) as e:
         print(f"release.py: error: {e}", file=sys.stderr)
         return 2
