@@ -57,7 +57,7 @@ def test_shipped_lifter_recovers_real_motion_through_the_node(context, name):
 def test_shipped_wrapper_spreads_more_where_the_detector_misses_a_limb(context):
     """The DiffHPE-Wrapper's calibrated spread through the node: once the left arm's keypoints
     come with confidence 0, its elbow and wrist get a clearly larger spread than the joints the
-    detector still sees (measured 141 vs 74 mm); the root's spread is 0 (root-relative) and no
+    detector still sees (measured 292 vs 163 mm); the root's spread is 0 (root-relative) and no
     other joint's is."""
     from diffhpe_models.skeleton import JOINT_NAMES, MEDIAPIPE33_NAMES
 
