@@ -86,6 +86,10 @@ class DataConfig:
     # unusual people), so the spread can learn to widen when the 2D is noisy. 0 = always
     # noise_sigma_frac. Validation and test windows keep noise_sigma_frac.
     noise_sigma_frac_max: float = 0.0
+    # Training: each keypoint of a window gets one constant 2D offset, std this fraction of the
+    # person's size (a detector's systematic error: its keypoints are not the mocap's joint
+    # centres, and its misses last several frames). 0 = off. Evaluation windows keep none.
+    keypoint_bias_frac: float = 0.0
     outlier_prob: float = 0.005      # probability of a keypoint being a gross outlier
     stride: int = 1                  # frame step between the targets of validation windows
     # "screen" (default: checkpoints made before it existed) or "rays" (camera-aware, see
@@ -304,6 +308,7 @@ def validate(config: ExperimentConfig) -> None:
              "data.noise_sigma_frac_max", f"must be 0 (off) or >= noise_sigma_frac > 0, got "
              f"{d.noise_sigma_frac_max} with noise_sigma_frac {d.noise_sigma_frac}")
     _require(0 <= d.outlier_prob <= 1, "data.outlier_prob", "must be in [0, 1]")
+    _require(0 <= d.keypoint_bias_frac <= 0.2, "data.keypoint_bias_frac", "must be in [0, 0.2]")
     _require(d.stride >= 1, "data.stride", f"must be >= 1, got {d.stride}")
     c, b = d.camera, d.body
     for name in ("distance", "height"):

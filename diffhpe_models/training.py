@@ -186,7 +186,7 @@ def make_window_dataset(config: ExperimentConfig, split, train: bool, seed: int)
         sequences=split.sequences, fps=split.fps, window=d.window, mode=d.window_mode,
         target_fps=d.fps, train=train, speed_range=(d.speed_min, d.speed_max),
         occlusion=d.occlusion, noise_sigma_frac=d.noise_sigma_frac, outlier_prob=d.outlier_prob,
-        noise_sigma_frac_max=d.noise_sigma_frac_max,
+        noise_sigma_frac_max=d.noise_sigma_frac_max, keypoint_bias_frac=d.keypoint_bias_frac,
         stride=None if train else d.stride, seed=seed, flip_prob=d.flip_prob if train else 0.0,
         mirror_occlusion=d.mirror_occlusion,
         camera_sampler=camera_sampler(d.camera), mask_outside_image=d.camera.mask_outside_image,

@@ -15,7 +15,7 @@ from scipy.interpolate import make_interp_spline
 from .augmentation import BodyScaler, scale_bones
 from .camera import Camera, CameraSampler
 from .config import CameraConfig
-from .occlusion import MIXED_PATTERNS, PATTERNS, apply_pattern, detector_noise
+from .occlusion import MIXED_PATTERNS, PATTERNS, apply_pattern, detector_noise, person_size_px
 from .skeleton import FLIP_PERMUTATION, NUM_JOINTS, ROOT
 
 MODES = ("causal", "centred")
@@ -110,7 +110,8 @@ class WindowDataset(torch.utils.data.Dataset):
       probability `flip_prob`, a camera from `camera_sampler`, detector-like noise
       (`noise_sigma_frac`, `outlier_prob`, see occlusion.detector_noise; with
       `noise_sigma_frac_max` > 0 the std fraction is log-uniform in [noise_sigma_frac,
-      noise_sigma_frac_max] per window) and the occlusion
+      noise_sigma_frac_max] per window; with `keypoint_bias_frac` > 0 each keypoint also gets one
+      offset for the whole window, std that fraction of the person's size) and the occlusion
       pattern `occlusion` (a name of occlusion.PATTERNS, or 'mixed': one of
       occlusion.MIXED_PATTERNS per sample). Randomness comes from a generator seeded by `seed`
       and, in DataLoader workers, the worker's seed (different per worker and per epoch).
@@ -135,7 +136,7 @@ class WindowDataset(torch.utils.data.Dataset):
                  train: bool = True, speed_range: tuple[float, float] = (0.5, 2.0),
                  occlusion: str = "none", camera_sampler: CameraSampler | None = None,
                  noise_sigma_frac: float = 0.01, outlier_prob: float = 0.005,
-                 noise_sigma_frac_max: float = 0.0, stride: int | None = None, seed: int = 0, flip_prob: float = 0.5,
+                 noise_sigma_frac_max: float = 0.0, keypoint_bias_frac: float = 0.0, stride: int | None = None, seed: int = 0, flip_prob: float = 0.5,
                  min_depth_m: float = 0.5, mask_outside_image: bool = False,
                  body_scaler: BodyScaler | None = None, mirror_occlusion: bool = False):
         _check_sequences(sequences, fps)
@@ -158,6 +159,9 @@ class WindowDataset(torch.utils.data.Dataset):
             raise ValueError(f"WindowDataset: noise_sigma_frac_max must be 0 (off) or >= "
                              f"noise_sigma_frac > 0, got {noise_sigma_frac_max}, {noise_sigma_frac}")
         self.noise_sigma_frac_max = float(noise_sigma_frac_max)
+        if not 0 <= keypoint_bias_frac <= 0.2:
+            raise ValueError(f"WindowDataset: keypoint_bias_frac must be in [0, 0.2], got {keypoint_bias_frac}")
+        self.keypoint_bias_frac = float(keypoint_bias_frac)
         self.seed, self.flip_prob, self.min_depth_m = seed, flip_prob, min_depth_m
         self.mirror_occlusion = mirror_occlusion
         self.mask_outside_image = mask_outside_image
@@ -238,6 +242,9 @@ class WindowDataset(torch.utils.data.Dataset):
         if sigma_frac > 0 or self.outlier_prob > 0:
             uv = detector_noise(uv, rng, image_wh, sigma_frac=sigma_frac,
                                 outlier_prob=self.outlier_prob)
+        if self.train and self.keypoint_bias_frac > 0:  # systematic: one offset per keypoint
+            size = float(person_size_px(uv).max())
+            uv = uv + rng.normal(0.0, self.keypoint_bias_frac * size, (1,) + uv.shape[1:])
         pattern = self.occlusion
         if pattern == "mixed":
             pattern = MIXED_PATTERNS[int(rng.integers(len(MIXED_PATTERNS)))]

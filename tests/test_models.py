@@ -242,6 +242,8 @@ def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match=r"data.noise_sigma_frac_max: must be 0 \(off\) or >="):
         from_dict({"data": {"noise_sigma_frac": 0.01, "noise_sigma_frac_max": 0.005}})
     assert from_dict({"data": {"noise_sigma_frac_max": 0.04}}).data.noise_sigma_frac_max == 0.04
+    with pytest.raises(ConfigError, match=r"data.keypoint_bias_frac: must be in \[0, 0.2\]"):
+        from_dict({"data": {"keypoint_bias_frac": -0.01}})
 
 
 @pytest.mark.parametrize("variant,aggregation,steps,normalisation", [

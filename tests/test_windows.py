@@ -344,3 +344,24 @@ def test_noise_level_varies_per_training_window_only():
     np.testing.assert_allclose(evaluation, 0.005, rtol=0.15)
     with pytest.raises(ValueError, match="noise_sigma_frac_max must be 0 \\(off\\) or >="):
         dataset(noise_sigma_frac=0.01, noise_sigma_frac_max=0.005)
+
+
+def test_keypoint_bias_is_one_offset_per_keypoint_per_training_window():
+    """keypoint_bias_frac: a detector's systematic error, the same 2D offset for a keypoint on
+    every frame of a window (std = the fraction of the person's size), none in evaluation."""
+    def offsets(ds, n=60):
+        out = []
+        for i in range(n):
+            item = ds[i % len(ds)]
+            points = item["pose3d_m"].astype(np.float64) + item["root_cam_m"][:, None]
+            clean = project(points, camera_of(item))
+            size = (clean.max(axis=1) - clean.min(axis=1)).max()
+            out.append((item["keypoints_px"] - clean) / size)                   # (L, 17, 2)
+        return np.array(out)
+
+    biased = offsets(dataset(train=True, keypoint_bias_frac=0.03, seed=5))
+    np.testing.assert_allclose(biased, biased[:, :1].repeat(biased.shape[1], 1), atol=2e-4)
+    assert 0.02 < biased[:, 0].std() < 0.04                  # about 0.03 of the person's size
+    assert np.abs(offsets(dataset(train=False, keypoint_bias_frac=0.03), n=20)).max() < 1e-4
+    with pytest.raises(ValueError, match="keypoint_bias_frac must be in"):
+        dataset(keypoint_bias_frac=0.5)
