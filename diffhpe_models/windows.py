@@ -136,7 +136,8 @@ class WindowDataset(torch.utils.data.Dataset):
                  train: bool = True, speed_range: tuple[float, float] = (0.5, 2.0),
                  occlusion: str = "none", camera_sampler: CameraSampler | None = None,
                  noise_sigma_frac: float = 0.01, outlier_prob: float = 0.005,
-                 noise_sigma_frac_max: float = 0.0, keypoint_bias_frac: float = 0.0, stride: int | None = None, seed: int = 0, flip_prob: float = 0.5,
+                 noise_sigma_frac_max: float = 0.0, keypoint_bias_frac: float = 0.0,
+                 stride: int | None = None, seed: int = 0, flip_prob: float = 0.5,
                  min_depth_m: float = 0.5, mask_outside_image: bool = False,
                  body_scaler: BodyScaler | None = None, mirror_occlusion: bool = False):
         _check_sequences(sequences, fps)
