@@ -319,19 +319,25 @@ def test_mirror_occlusion_hides_either_side_in_training_only():
     assert evaluation[:, 0].all() and not evaluation[:, 1].any()
 
 
+def items(ds, n):
+    """n items of a dataset (training items draw afresh on every access)."""
+    return [ds[i % len(ds)] for i in range(n)]
+
+
+def keypoint_errors(item):
+    """(keypoints minus the exact projection of the 3D pose (L, 17, 2) px, person size (L,) px)."""
+    points = item["pose3d_m"].astype(np.float64) + item["root_cam_m"][:, None]
+    clean = project(points, camera_of(item))
+    return item["keypoints_px"] - clean, (clean.max(axis=1) - clean.min(axis=1)).max(axis=-1)
+
+
 def test_noise_level_varies_per_training_window_only():
     """noise_sigma_frac_max draws each training window's 2D noise std log-uniformly in
     [noise_sigma_frac, noise_sigma_frac_max] of the person's size; evaluation windows keep
     noise_sigma_frac."""
     def noise_fractions(ds, n=120):
-        out = []
-        for i in range(n):
-            item = ds[i % len(ds)]
-            points = item["pose3d_m"].astype(np.float64) + item["root_cam_m"][:, None]
-            clean = project(points, camera_of(item))
-            size = (clean.max(axis=1) - clean.min(axis=1)).max(axis=-1)          # (L,)
-            out.append(np.std((item["keypoints_px"] - clean) / size[:, None, None]))
-        return np.array(out)
+        return np.array([np.std(error / size[:, None, None])
+                         for error, size in map(keypoint_errors, items(ds, n))])
 
     varied = noise_fractions(dataset(train=True, noise_sigma_frac=0.005, noise_sigma_frac_max=0.04,
                                      flip_prob=0.0, speed_range=(1.0, 1.0), seed=2))
@@ -350,14 +356,8 @@ def test_keypoint_bias_is_one_offset_per_keypoint_per_training_window():
     """keypoint_bias_frac: a detector's systematic error, the same 2D offset for a keypoint on
     every frame of a window (std = the fraction of the person's size), none in evaluation."""
     def offsets(ds, n=60):
-        out = []
-        for i in range(n):
-            item = ds[i % len(ds)]
-            points = item["pose3d_m"].astype(np.float64) + item["root_cam_m"][:, None]
-            clean = project(points, camera_of(item))
-            size = (clean.max(axis=1) - clean.min(axis=1)).max()
-            out.append((item["keypoints_px"] - clean) / size)                   # (L, 17, 2)
-        return np.array(out)
+        return np.array([error / size.max()                                  # (L, 17, 2) each
+                         for error, size in map(keypoint_errors, items(ds, n))])
 
     biased = offsets(dataset(train=True, keypoint_bias_frac=0.03, seed=5))
     np.testing.assert_allclose(biased, biased[:, :1].repeat(biased.shape[1], 1), atol=2e-4)
