@@ -333,7 +333,8 @@ GOALS = {"mpjpe_mm": 0.8, "p_mpjpe_mm": 0.8, "jitter_mm": 0.5}
 def run_check(source: str, models: dict[str, str], views: list[str] | None = None,
               cache_dir: str | os.PathLike = ".cache", max_frames: int = 300,
               detector: DetectorSettings = DetectorSettings(),
-              reference: ReferenceSettings = ReferenceSettings(), log=print) -> dict:
+              reference: ReferenceSettings = ReferenceSettings(), log=print,
+              seed: int | None = None, fixed_noise: bool | None = None) -> dict:
     """The real-video check: MediaPipe on every view (cached), the triangulated reference (cached),
     each model lifting each view in `views` frame by frame, metrics per row pooled over views.
 
@@ -341,6 +342,8 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
     where the view is one of the >= 3 views that agree on the person, every reference joint is
     triangulated, MediaPipe found the person and every model lifted it. Each model row also gets
     the calibration of its spread on those frames (`spread_calibration`, pooled and per view).
+    seed, fixed_noise: the lifters' noise (default: the node's parameters); with one tracked
+    person per view, one noise draw decides much of a view's spread.
     """
     from diffhpe_models.runtime import load_lifter
     from diffhpe_models.triangulation import pool_metrics, stream_metrics
@@ -364,8 +367,9 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
     ref, path, hit = cached_reference(dets, keys, cameras, cache_dir, reference)
     log(f"reference {'from cache' if hit else 'triangulated'} ({path})")
     names = list(cameras)
-    lifters = {row: load_lifter(p, fixed_noise=DEFAULTS["fixed_noise"], seed=DEFAULTS["seed"],
-                                intra_op_threads=1) for row, p in models.items()}
+    noise = {"seed": DEFAULTS["seed"] if seed is None else int(seed),
+             "fixed_noise": DEFAULTS["fixed_noise"] if fixed_noise is None else bool(fixed_noise)}
+    lifters = {row: load_lifter(p, **noise, intra_op_threads=1) for row, p in models.items()}
     parts = {row: [] for row in [*models, MEDIAPIPE_ROW, MEDIAPIPE_RAY_ROW]}
     calib = {row: {"spread": [], "error": [], "observed": []} for row in models}
     loo_parts = {row: [] for row in parts}
@@ -440,7 +444,8 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
             "settings": {"detector": asdict(detector), "reference": asdict(reference),
                          "max_frames": max_frames, "node_defaults": {
                              k: DEFAULTS[k] for k in ("confidence_threshold", "min_visible_joints",
-                                                      "max_gap_s", "fixed_noise", "seed")}},
+                                                      "max_gap_s", "fixed_noise", "seed")},
+                         "noise": noise},
             "rows": rows}
 
 

@@ -337,6 +337,33 @@ def test_the_script_end_to_end_on_a_few_frames(tmp_path):
     text = md.read_text()
     assert "<!-- video_check:begin" in text and "| shipped |" in text
     assert "Calibration of the spread" in text
+    assert result["settings"]["noise"] == {"seed": 0, "fixed_noise": True}
+    assert "noise_seeds" not in result and "noise seeds" not in text
+
+
+def test_the_noise_seed_study_repeats_the_default_run_for_seed_0(tmp_path):
+    """--noise-seeds 2: the spread's calibration with the node's seeds 0 and 1, fixed and fresh
+    noise; its fixed seed-0 run is the main run (the node's defaults); a model without a spread
+    (MixSTE) is left out."""
+    import json
+
+    evaluate_video = _evaluate_video_script()
+    out, md = tmp_path / "check.json", tmp_path / "check.md"
+    assert evaluate_video.main(["--max-frames", "8", "--model", f"shipped={SHIPPED_MODEL}",
+                                "--model", f"mixste={SHIPPED_MODEL.parent / 'mixste_lifter.onnx'}",
+                                "--noise-seeds", "2", "--out", str(out), "--md", str(md)]) == 0
+    result = json.loads(out.read_text())
+    study = result["noise_seeds"]
+    assert list(study) == ["shipped"]
+    assert [r["seed"] for r in study["shipped"]["fixed"]] == [0, 1]
+    assert [r["seed"] for r in study["shipped"]["fresh"]] == [0, 1]
+    main = result["rows"]["shipped"]["spread_calibration"]
+    assert study["shipped"]["fixed"][0]["rank_correlation"] == main["rank_correlation"]
+    assert study["shipped"]["fixed"][0]["hidden_visible_ratio"] == main["hidden_visible_ratio"]
+    assert study["shipped"]["fixed"][1] != study["shipped"]["fixed"][0]
+    assert "| shipped | fresh every frame | 2 |" in md.read_text()
+    with pytest.raises(SystemExit):
+        evaluate_video.parse_args(["--noise-seeds", "-1"])
 
 
 class _Recording:

@@ -18,6 +18,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from diffhpe_models.atomic import atomic_replace_section, atomic_write_json
 from diffhpe_models.skeleton import JOINT_NAMES
 from diffhpe_models.uncertainty import CALIBRATED_COVERAGE_TEXT, COVERAGE_K
@@ -46,11 +48,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-frames", type=int, default=300, help="frames read per view (0 = all)")
     p.add_argument("--max-error-px", type=float, default=ReferenceSettings.max_error_px,
                    help="largest median reprojection error of a view that agrees on the person")
+    p.add_argument("--noise-seeds", type=int, default=0, metavar="N",
+                   help="also lift with the node's noise seeds 0..N-1, fixed per person and fresh "
+                        "every frame, and report the spread's calibration over them")
     p.add_argument("--cache-dir", default=".cache")
     p.add_argument("--out", default="docs/video_check.json", help="JSON report ('' = none)")
     p.add_argument("--md", default="docs/video_check.md",
                    help="markdown file whose generated section gets the tables ('' = none)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.noise_seeds < 0:
+        p.error(f"--noise-seeds must be >= 0, got {args.noise_seeds}")
+    return args
 
 
 def fmt(v, spec: str = ".1f") -> str:
@@ -117,6 +125,40 @@ def calibration_table(result: dict) -> str:
     return "\n".join(lines + [""] + goals)
 
 
+def noise_seed_study(args, models: dict[str, str], result: dict, log=print) -> dict:
+    """Per model with a spread: its calibration (hidden/visible ratio, rank correlation) with the
+    node's noise seeds 0..N-1, fixed per person (the node's default) and fresh every frame."""
+    spread_models = {n: p for n, p in models.items()
+                     if result["rows"][n]["spread_calibration"]["applicable"]}
+    study = {n: {"fixed": [], "fresh": []} for n in spread_models}
+    for mode in ("fixed", "fresh"):
+        for seed in range(args.noise_seeds):
+            sub = run_check(args.source, spread_models, args.views, args.cache_dir,
+                            args.max_frames, reference=ReferenceSettings(max_error_px=args.max_error_px),
+                            log=lambda m: None, seed=seed, fixed_noise=mode == "fixed")
+            for name in spread_models:
+                c = sub["rows"][name]["spread_calibration"]
+                study[name][mode].append({"seed": seed, "hidden_visible_ratio": c["hidden_visible_ratio"],
+                                          "rank_correlation": c["rank_correlation"]})
+                log(f"{name} {mode} noise, seed {seed}: {study[name][mode][-1]}")
+    return study
+
+
+def noise_seeds_table(result: dict) -> str:
+    def span(values):
+        values = [v for v in values if v is not None]
+        return (f"{min(values):.2f} - {max(values):.2f} (mean {np.mean(values):.2f})"
+                if values else "-")
+    lines = ["| model | noise | seeds | spread hidden / visible | rank corr |", "|---|---|---|---|---|"]
+    for name, modes in result["noise_seeds"].items():
+        for mode, runs in modes.items():
+            label = "fixed per person (node default)" if mode == "fixed" else "fresh every frame"
+            lines.append(f"| {name} | {label} | {len(runs)} | "
+                         f"{span([r['hidden_visible_ratio'] for r in runs])} | "
+                         f"{span([r['rank_correlation'] for r in runs])} |")
+    return "\n".join(lines)
+
+
 def per_joint_table(result: dict) -> str:
     rows = result["rows"]
     lines = ["| joint | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
@@ -177,6 +219,9 @@ def markdown(result: dict) -> str:
         "got the joint as missing: MediaPipe visibility below the node's confidence threshold; "
         f"a spread equal to the true RMS error would cover {CALIBRATED_COVERAGE_TEXT}):\n\n"
         + calibration_table(result),
+        *(["The same over the node's noise seeds (`--noise-seeds`; one tracked person per view, "
+            "so one noise draw sets much of a view's spread):\n\n" + noise_seeds_table(result)]
+          if result.get("noise_seeds") else []),
         "Frames per view:\n\n" + per_view_table(result),
         "MPJPE / P-MPJPE (mm) per view:\n\n" + per_view_errors_table(result),
         "Synchronisation check (two-view reprojection error with the second view shifted):\n\n"
@@ -201,10 +246,15 @@ def main(argv=None) -> int:
                            log=lambda m: print(m, flush=True))
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"evaluate_video: {e}") from None
+    if args.noise_seeds > 0:
+        result["noise_seeds"] = noise_seed_study(args, models, result,
+                                                 log=lambda m: print(m, flush=True))
     result["command"] = "python training/evaluate_video.py " + shlex.join(argv)
     print(table(result))
     print("\nPer-joint MPJPE (mm):\n" + per_joint_table(result))
     print("\nCalibration of the spread:\n" + calibration_table(result))
+    if result.get("noise_seeds"):
+        print("\nOver the noise seeds:\n" + noise_seeds_table(result))
     if args.out:
         atomic_write_json(args.out, result)
         print(f"wrote {args.out}")
