@@ -412,7 +412,8 @@ def make_streams(subset: Dataset, protocol: WindowProtocol, seed: int = 0, max_f
 def lift_streams(model: EvaluatedModel, streams: list, device: str, seed: int = 0,
                  batch_size: int = 256, desc: str = "streams"):
     """Yield (pose (T, 17, 3), spread (T, 17)) of each stream as the node publishes them: stream
-    k lifted with the fixed noise of seed + k (streams.lift_stream)."""
+    k lifted with the noise of seed + k and the node's noise and spread smoothing defaults
+    (streams.lift_stream)."""
     for k, st in enumerate(tqdm(streams, desc=desc, leave=False)):
         yield lift_stream(lambda b, n: lift(model, b, n, device), st, model.window,
                           model.hypotheses, seed=seed + k, batch_size=batch_size)

@@ -15,6 +15,7 @@ import numpy as np
 from .camera import CameraSampler
 from .occlusion import detector_noise
 from .skeleton import JOINT_NAMES, ROOT
+from .uncertainty import PUBLISHED_FIXED_NOISE, PUBLISHED_SPREAD_SMOOTHING, smooth_spread
 from .windows import resample_sequence
 
 _J = {n: i for i, n in enumerate(JOINT_NAMES)}
@@ -83,12 +84,16 @@ LiftFn = Callable[[dict, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def lift_stream(lift: LiftFn, stream: Stream, window: int, hypotheses: int, seed: int,
-                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                batch_size: int = 256, fixed_noise: bool = PUBLISHED_FIXED_NOISE,
+                spread_smoothing: float = PUBLISHED_SPREAD_SMOOTHING) -> tuple[np.ndarray, np.ndarray]:
     """Publish one pose per frame: lift(batch of windows, noise) -> (pose (B, L, 17, 3),
     spread (B, L, 17)) is called on the causal window of every frame, all with the same initial
-    noise (the node's fixed noise slot of a tracked person). Returns (pose (T, 17, 3), spread (T, 17))."""
+    noise (the node's fixed noise slot of a tracked person) or, with fixed_noise False, fresh noise
+    every frame; the spread is smoothed over frames as the node does (uncertainty.smooth_spread).
+    The defaults are the node's (uncertainty.PUBLISHED_*). Returns (pose (T, 17, 3), spread (T, 17))."""
     rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((1, hypotheses, window, 17, 3), dtype=np.float32)
+    shape = (hypotheses, window, 17, 3)
+    noise = rng.standard_normal((1, *shape), dtype=np.float32)
     kp, mask = causal_windows(stream.keypoints_px, window), causal_windows(stream.mask, window)
     poses, spreads = [], []
     for a in range(0, len(kp), batch_size):
@@ -96,10 +101,12 @@ def lift_stream(lift: LiftFn, stream: Stream, window: int, hypotheses: int, seed
         batch = {"keypoints_px": kp[a:a + n], "mask": mask[a:a + n],
                  "image_wh": np.repeat(stream.image_wh[None], n, 0),
                  "camera": np.repeat(stream.camera[None], n, 0)}
-        pose, spread = lift(batch, np.repeat(noise, n, 0))
+        frame_noise = (np.repeat(noise, n, 0) if fixed_noise
+                       else rng.standard_normal((n, *shape), dtype=np.float32))
+        pose, spread = lift(batch, frame_noise)
         poses.append(pose[:, -1])
         spreads.append(spread[:, -1])
-    return np.concatenate(poses), np.concatenate(spreads)
+    return np.concatenate(poses), smooth_spread(np.concatenate(spreads), spread_smoothing)
 
 
 def split_streams(sequences: dict[str, np.ndarray], fps: dict[str, float], target_fps: float,

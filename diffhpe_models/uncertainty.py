@@ -102,6 +102,40 @@ def calibration_report(spread_m, error_m, visible) -> dict:
             "reliability": reliability_curve(spread_m, error_m)}
 
 
+# --- the published spread over time -------------------------------------------------------------
+
+# How the lifter node publishes the spread (its parameters `fixed_noise` and `spread_smoothing`
+# default to these, and the evaluation's published streams, streams.lift_stream, follow them):
+# one initial noise per tracked person for every frame, and the spread as lifted (weight 1: no
+# smoothing over frames).
+PUBLISHED_FIXED_NOISE = True
+PUBLISHED_SPREAD_SMOOTHING = 1.0
+
+
+def smooth_spread_step(previous_sq: np.ndarray | None, spread_m: np.ndarray,
+                       weight: float) -> np.ndarray:
+    """One frame of the published spread's causal exponential average: the new squared spread
+    weight * spread^2 + (1 - weight) * previous_sq (previous_sq None: a new person, no history).
+    With fresh noise every frame this pools the hypotheses of the last few frames (about
+    2 / weight - 1 of them), a steadier estimate than one frame's H, without the per-person bias
+    of one fixed noise draw. weight 1: no smoothing. Returns the new squared spread (m^2)."""
+    if not 0.0 < weight <= 1.0:
+        raise ValueError(f"spread smoothing weight must be in (0, 1], got {weight}")
+    sq = np.square(np.asarray(spread_m, dtype=np.float64))
+    return sq if previous_sq is None else weight * sq + (1.0 - weight) * previous_sq
+
+
+def smooth_spread(spread_m: np.ndarray, weight: float) -> np.ndarray:
+    """A stream's spread (T, J) as published with smooth_spread_step, frame after frame."""
+    if weight == 1.0:
+        return np.asarray(spread_m)
+    out, sq = np.empty(np.shape(spread_m)), None
+    for t, s in enumerate(np.asarray(spread_m, dtype=np.float64)):
+        sq = smooth_spread_step(sq, s, weight)
+        out[t] = np.sqrt(sq)
+    return out
+
+
 # --- the published stream (one pose per frame, as the node publishes) --------------------------
 
 

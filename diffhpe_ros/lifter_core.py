@@ -23,6 +23,7 @@ import numpy as np
 from diffhpe_models.camera import solve_root_translation
 from diffhpe_models.occlusion import confidence_mask
 from diffhpe_models.skeleton import KEYPOINT_FORMATS, to_h36m17
+from diffhpe_models.uncertainty import smooth_spread_step
 from diffhpe_ros.checks import (
     MAX_ABS_COORDINATE_PX,
     MAX_BODY_EXTENT_M,
@@ -76,6 +77,7 @@ class Settings:
     device: str
     intra_op_threads: int
     fixed_noise: bool
+    spread_smoothing: float
     seed: int
     expected_steps: int
     expected_hypotheses: int
@@ -184,6 +186,8 @@ class LifterCore:
         # Track id -> row of the fixed diffusion noise: a person keeps its noise (and so its
         # output for the same input) whoever else comes or goes; live tracks never share one.
         self.noise_slots: dict[int, int] = {}
+        # Track id -> its published spread's running squared average (uncertainty.smooth_spread_step).
+        self.spread_sq: dict[int, np.ndarray] = {}
         self.intrinsics: Intrinsics | None = None
         self.stamps = StampPolicy()
         self.sequences = SequenceGaps()
@@ -374,6 +378,8 @@ class LifterCore:
         takes the lowest free row (at most max_persons tracks live, the lifter has as many rows)."""
         for tid in [t for t in self.noise_slots if t not in self.tracker.tracks]:
             del self.noise_slots[tid]
+        for tid in [t for t in self.spread_sq if t not in self.tracker.tracks]:
+            del self.spread_sq[tid]
         free = sorted(set(range(self.lifter.max_persons)) - set(self.noise_slots.values()),
                       reverse=True)
         for tid in track_ids:
@@ -385,6 +391,7 @@ class LifterCore:
         self.tracker.reset()
         self.windows.clear()
         self.noise_slots.clear()
+        self.spread_sq.clear()
         self._last_queued_s = None
 
     # --- lifting (worker thread) -------------------------------------------------------------
@@ -427,9 +434,20 @@ class LifterCore:
                 self.count_bad("absurd_output", f"{int(far.sum())} persons placed farther than "
                                                 f"{MAX_ROOT_DISTANCE_M:g} m: not published")
             keep &= ~far
+        spread_m = self._smooth_spread(job.track_ids[keep], spread_m[keep])
         return LiftResult(tag=job.tag, track_ids=job.track_ids[keep], pose_m=pose_m[keep],
-                          spread_m=spread_m[keep], marker_lifetime_s=job.marker_lifetime_s,
+                          spread_m=spread_m, marker_lifetime_s=job.marker_lifetime_s,
                           lift_ms=lift_ms, received_s=job.received_s)
+
+    def _smooth_spread(self, track_ids: np.ndarray, spread_m: np.ndarray) -> np.ndarray:
+        """The published spread of each person: its running average over frames (the setting
+        spread_smoothing; 1 = this frame's)."""
+        weight = self.settings.spread_smoothing
+        out = np.array(spread_m, dtype=np.float64)
+        for i, tid in enumerate(int(t) for t in track_ids):
+            self.spread_sq[tid] = smooth_spread_step(self.spread_sq.get(tid), spread_m[i], weight)
+            out[i] = np.sqrt(self.spread_sq[tid])
+        return out
 
     def finish(self, result: LiftResult) -> None:
         """Count a lifted frame once its result is published."""

@@ -17,6 +17,7 @@ import yaml
 
 from diffhpe_models.runtime import BACKENDS  # light: no torch import
 from diffhpe_models.skeleton import KEYPOINT_FORMATS
+from diffhpe_models.uncertainty import PUBLISHED_FIXED_NOISE, PUBLISHED_SPREAD_SMOOTHING
 
 NODE_NAME = "lifter_node"
 PACKAGE = "diffhpe_ros"
@@ -60,9 +61,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("intra_op_threads", int, 1,
               "CPU threads of the torch/onnxruntime backends (0: the backend's default, one per "
               "core; keep low when a detector shares the CPU).", low=0, high=256, read_only=True),
-    ParamSpec("fixed_noise", bool, True,
-              "Use the same initial diffusion noise every frame: the output is then a function "
-              "of the input, without sampling jitter between frames.", read_only=True),
+    ParamSpec("fixed_noise", bool, PUBLISHED_FIXED_NOISE,
+              "Give each tracked person the same initial diffusion noise every frame (its output "
+              "is then a function of its input); false: fresh noise every frame.", read_only=True),
+    ParamSpec("spread_smoothing", float, PUBLISHED_SPREAD_SMOOTHING,
+              "Weight of the newest frame in the published spread's running average of its "
+              "square, per person and joint (1: no smoothing; with fresh noise, 0.3 pools about "
+              "5 frames of hypotheses).", low=0.01, high=1.0),
     ParamSpec("seed", int, 0, "Seed of the diffusion noise.", low=0, high=2**31 - 1,
               read_only=True),
     ParamSpec("expected_steps", int, 0,

@@ -265,3 +265,31 @@ def test_core_with_camera_refuses_roots_placed_beyond_the_bound(tiny_lifter, mon
     assert result.track_ids.tolist() == [0]
     np.testing.assert_allclose(result.pose_m[0], pose_cam[0], atol=1e-3)
     assert bad(core) == {"absurd_output": 1}
+
+
+def test_published_spread_is_a_running_average_per_person(tiny_lifter, monkeypatch):
+    """spread_smoothing w: each person's published spread^2 is w * this frame's + (1 - w) * its
+    previous published one; a new person starts from its own first frame; w = 1 publishes the
+    frame's spread as lifted."""
+    real_lift = tiny_lifter.lift
+    frame_spread = iter([1.0, 3.0, 3.0])
+
+    def lift_with_known_spread(*args, **kwargs):  # the real output, spread set per frame
+        pose, spread = real_lift(*args, **kwargs)
+        return pose, np.full_like(spread, next(frame_spread))
+
+    monkeypatch.setattr(tiny_lifter, "lift", lift_with_known_spread)
+    core, _ = make_core(tiny_lifter, spread_smoothing=0.5)
+    published = []
+    for i in range(3):
+        job = send(core, T0 + i / 30, A[i][None])
+        published.append(core.lift(job).spread_m[0, 1])
+    np.testing.assert_allclose(published, [1.0, np.sqrt(5.0), np.sqrt(7.0)])
+    assert list(core.spread_sq) == [0]
+    core._reset_tracks()
+    assert core.spread_sq == {}
+
+    frame_spread = iter([1.0, 3.0])
+    plain, _ = make_core(tiny_lifter, spread_smoothing=1.0)
+    out = [plain.lift(send(plain, T0 + i / 30, A[i][None])).spread_m[0, 1] for i in range(2)]
+    np.testing.assert_allclose(out, [1.0, 3.0])

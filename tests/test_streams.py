@@ -62,3 +62,29 @@ def test_split_streams_skips_short_sequences_and_is_reproducible():
     two = split_streams(seqs, fps, 30.0, CameraSampler(), seed=3, max_frames=100)
     assert [s.name for s in one] == ["a"] and len(one[0].mask) == 100
     np.testing.assert_array_equal(one[0].keypoints_px, two[0].keypoints_px)
+
+
+def test_lift_stream_with_fresh_noise_and_a_smoothed_spread():
+    """fixed_noise False: every frame its own noise (reproducible from the seed); the spread is
+    published as the node smooths it (uncertainty.smooth_spread)."""
+    from diffhpe_models.uncertainty import smooth_spread
+
+    s = make_stream("walk", _walk(40), np.random.default_rng(1), CameraSampler(), noise_sigma_frac=0.0,
+                    outlier_prob=0.0)
+    calls = []
+
+    def lift(batch, noise):
+        calls.append(noise)
+        n = len(noise)
+        spread = np.abs(noise[:, 0, :, :, 0])                       # (n, L, 17): from the noise
+        return np.zeros((n, 9, 17, 3)), spread
+
+    _, raw = lift_stream(lift, s, window=9, hypotheses=2, seed=4, batch_size=16, fixed_noise=False)
+    noise = np.concatenate(calls)
+    assert len({n.tobytes() for n in noise}) == 40                 # fresh every frame
+    calls.clear()
+    _, smoothed = lift_stream(lift, s, window=9, hypotheses=2, seed=4, batch_size=16,
+                              fixed_noise=False, spread_smoothing=0.3)
+    np.testing.assert_array_equal(np.concatenate(calls), noise)      # the same draws from the seed
+    np.testing.assert_allclose(smoothed, smooth_spread(raw, 0.3))
+    assert smoothed.std(axis=0).mean() < raw.std(axis=0).mean()    # steadier over frames

@@ -53,3 +53,18 @@ def test_stream_metrics():
     assert m["jitter_mm"] == pytest.approx(np.sqrt(3), rel=1e-9) == m["gt_jitter_mm"]
     noisy = gt + np.where(np.arange(30) % 2 == 0, 0.005, -0.005)[:, None, None]
     assert u.stream_metrics(noisy, gt)["accel_error_mm"] == pytest.approx(20 * np.sqrt(3), rel=1e-9)
+
+
+def test_smoothed_spread_is_a_causal_running_average_of_its_square():
+    from diffhpe_models.uncertainty import smooth_spread, smooth_spread_step
+
+    first = smooth_spread_step(None, np.array([2.0, 0.0]), 0.3)
+    np.testing.assert_allclose(first, [4.0, 0.0])                  # no history: the frame itself
+    np.testing.assert_allclose(smooth_spread_step(first, np.array([0.0, 1.0]), 0.25), [3.0, 0.25])
+    steps = np.array([[1.0], [1.0], [3.0], [3.0], [3.0]])
+    out = smooth_spread(steps, 0.5)
+    np.testing.assert_allclose(out[:, 0], np.sqrt([1, 1, 5, 7, 8]))
+    assert smooth_spread(steps, 1.0) is not None and (smooth_spread(steps, 1.0) == steps).all()
+    for weight in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="spread smoothing weight must be in"):
+            smooth_spread_step(None, np.ones(2), weight)
