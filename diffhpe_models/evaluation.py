@@ -416,7 +416,9 @@ def lift_streams(model: EvaluatedModel, streams: list, device: str, seed: int = 
     (streams.lift_stream)."""
     for k, st in enumerate(tqdm(streams, desc=desc, leave=False)):
         yield lift_stream(lambda b, n: lift(model, b, n, device), st, model.window,
-                          model.hypotheses, seed=seed + k, batch_size=batch_size)
+                          model.hypotheses, seed=seed + k, batch_size=batch_size,
+                          fixed_noise=uncertainty.noise_is_fixed(uncertainty.PUBLISHED_FIXED_NOISE,
+                                                                 model.aggregation))
 
 
 def stream_study(models: dict[str, EvaluatedModel], subset: Dataset, protocol: WindowProtocol,

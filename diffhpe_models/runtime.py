@@ -31,6 +31,7 @@ from .camera import guess_intrinsics
 from .contract import OUTPUT_NAMES, ManifestError
 from .skeleton import NUM_JOINTS
 from .threads import configure_ort_session, configure_torch
+from .uncertainty import noise_is_fixed
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,9 @@ class Lifter:
     hypotheses, eta, aggregation: what the graph runs, for logs and diagnostics), `backend_name`,
     `manifest` (the model file's). Noise: a numpy Generator seeded with `seed`; with
     `fixed_noise=True` the same noise is used for every call (the output is then a deterministic
-    function of the input, which removes sampling jitter between frames).
+    function of the input, which removes sampling jitter between frames). A model whose pose
+    depends on the noise (aggregation other than 'conditioner') always keeps its noise
+    (uncertainty.noise_is_fixed); `fixed_noise` says what runs.
     """
 
     def __init__(self, backend, manifest: dict[str, Any], seed: int = 0, max_persons: int = 16,
@@ -277,7 +280,7 @@ class Lifter:
         self.sampler_settings = {k: manifest[k] for k in
                                  ("sampler", "steps", "hypotheses", "eta", "aggregation")}
         self.backend_name = backend.name
-        self.fixed_noise = fixed_noise
+        self.fixed_noise = noise_is_fixed(fixed_noise, manifest.get("aggregation"))
         self._guess_logged = False
         self._rng = np.random.default_rng(seed)
         if backend.max_persons is not None:

@@ -63,7 +63,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "core; keep low when a detector shares the CPU).", low=0, high=256, read_only=True),
     ParamSpec("fixed_noise", bool, PUBLISHED_FIXED_NOISE,
               "Give each tracked person the same initial diffusion noise every frame (its output "
-              "is then a function of its input); false: fresh noise every frame.", read_only=True),
+              "is then a function of its input); false: fresh noise every frame, for models whose "
+              "pose does not depend on it (aggregation conditioner: only the spread moves; the "
+              "others always keep one noise per person).", read_only=True),
     ParamSpec("spread_smoothing", float, PUBLISHED_SPREAD_SMOOTHING,
               "Weight of the newest frame in the published spread's running average of its "
               "square, per person and joint (1: no smoothing; with fresh noise, 0.3 pools about "

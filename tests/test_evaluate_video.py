@@ -337,13 +337,13 @@ def test_the_script_end_to_end_on_a_few_frames(tmp_path):
     text = md.read_text()
     assert "<!-- video_check:begin" in text and "| shipped |" in text
     assert "Calibration of the spread" in text
-    assert result["settings"]["noise"] == {"seed": 0, "fixed_noise": True}
+    assert result["settings"]["noise"] == {"seed": 0, "fixed_noise": False}    # the node's default
     assert "noise_seeds" not in result and "noise seeds" not in text
 
 
 def test_the_noise_seed_study_repeats_the_default_run_for_seed_0(tmp_path):
     """--noise-seeds 2: the spread's calibration with the node's seeds 0 and 1, fixed and fresh
-    noise; its fixed seed-0 run is the main run (the node's defaults); a model without a spread
+    noise; its fresh seed-0 run is the main run (the node's defaults); a model without a spread
     (MixSTE) is left out."""
     import json
 
@@ -358,10 +358,10 @@ def test_the_noise_seed_study_repeats_the_default_run_for_seed_0(tmp_path):
     assert [r["seed"] for r in study["shipped"]["fixed"]] == [0, 1]
     assert [r["seed"] for r in study["shipped"]["fresh"]] == [0, 1]
     main = result["rows"]["shipped"]["spread_calibration"]
-    assert study["shipped"]["fixed"][0]["rank_correlation"] == main["rank_correlation"]
-    assert study["shipped"]["fixed"][0]["hidden_visible_ratio"] == main["hidden_visible_ratio"]
+    assert study["shipped"]["fresh"][0]["rank_correlation"] == main["rank_correlation"]
+    assert study["shipped"]["fresh"][0]["hidden_visible_ratio"] == main["hidden_visible_ratio"]
     assert study["shipped"]["fixed"][1] != study["shipped"]["fixed"][0]
-    assert "| shipped | fresh every frame | 2 |" in md.read_text()
+    assert "| shipped | fresh every frame (node default) | 2 |" in md.read_text()
     with pytest.raises(SystemExit):
         evaluate_video.parse_args(["--noise-seeds", "-1"])
 

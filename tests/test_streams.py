@@ -49,7 +49,8 @@ def test_lift_stream_publishes_the_last_frame_of_each_window_with_fixed_noise():
         pose = np.broadcast_to(batch["keypoints_px"][:, :, :1, :1], (b, l, 17, 3)).copy()
         return pose, np.zeros((b, l, 17))
 
-    pose, spread = lift_stream(lift, s, window=9, hypotheses=3, seed=0, batch_size=16)
+    pose, spread = lift_stream(lift, s, window=9, hypotheses=3, seed=0, batch_size=16,
+                               fixed_noise=True)
     assert pose.shape == (40, 17, 3) and spread.shape == (40, 17)
     np.testing.assert_allclose(pose[:, 0, 0], s.keypoints_px[:, 0, 0])   # frame t's own 2D
     assert len(calls) == 3 and all((n == calls[0][0]).all() for c in calls for n in c)
@@ -79,7 +80,8 @@ def test_lift_stream_with_fresh_noise_and_a_smoothed_spread():
         spread = np.abs(noise[:, 0, :, :, 0])                       # (n, L, 17): from the noise
         return np.zeros((n, 9, 17, 3)), spread
 
-    _, raw = lift_stream(lift, s, window=9, hypotheses=2, seed=4, batch_size=16, fixed_noise=False)
+    _, raw = lift_stream(lift, s, window=9, hypotheses=2, seed=4, batch_size=16, fixed_noise=False,
+                         spread_smoothing=1.0)
     noise = np.concatenate(calls)
     assert len({n.tobytes() for n in noise}) == 40                 # fresh every frame
     calls.clear()

@@ -68,3 +68,12 @@ def test_smoothed_spread_is_a_causal_running_average_of_its_square():
     for weight in (0.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match="spread smoothing weight must be in"):
             smooth_spread_step(None, np.ones(2), weight)
+
+
+def test_noise_is_kept_where_it_would_move_the_pose():
+    from diffhpe_models.uncertainty import noise_is_fixed
+
+    assert noise_is_fixed(False, "conditioner") is False     # only the spread moves
+    assert noise_is_fixed(True, "conditioner") is True
+    assert all(noise_is_fixed(False, a) for a in ("mean", "median", "reproj"))
+    assert noise_is_fixed(False, None) is False               # deterministic: nothing moves

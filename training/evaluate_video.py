@@ -22,7 +22,7 @@ import numpy as np
 
 from diffhpe_models.atomic import atomic_replace_section, atomic_write_json
 from diffhpe_models.skeleton import JOINT_NAMES
-from diffhpe_models.uncertainty import CALIBRATED_COVERAGE_TEXT, COVERAGE_K
+from diffhpe_models.uncertainty import CALIBRATED_COVERAGE_TEXT, COVERAGE_K, PUBLISHED_FIXED_NOISE
 from diffhpe_ros.demo_videos import MULTIVIEW_DEMOS
 from diffhpe_ros.video_check import GOALS, MEDIAPIPE_RAY_ROW, MEDIAPIPE_ROW, ReferenceSettings, run_check
 
@@ -152,7 +152,9 @@ def noise_seeds_table(result: dict) -> str:
     lines = ["| model | noise | seeds | spread hidden / visible | rank corr |", "|---|---|---|---|---|"]
     for name, modes in result["noise_seeds"].items():
         for mode, runs in modes.items():
-            label = "fixed per person (node default)" if mode == "fixed" else "fresh every frame"
+            label = "fixed per person" if mode == "fixed" else "fresh every frame"
+            if (mode == "fixed") == PUBLISHED_FIXED_NOISE:
+                label += " (node default)"
             lines.append(f"| {name} | {label} | {len(runs)} | "
                          f"{span([r['hidden_visible_ratio'] for r in runs])} | "
                          f"{span([r['rank_correlation'] for r in runs])} |")
