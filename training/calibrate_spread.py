@@ -7,7 +7,7 @@ The hypotheses of a few-step sampler trained on a proper score still come out to
 it learned least (hidden joints). Like temperature scaling of a classifier, two factors, one for
 joints observed and one for joints missing in the published frame, rescale the spread so that on
 the validation split's published streams (evaluation.make_streams: one camera per sequence,
-lasting limb occlusions, the node's fixed noise per person) its mean square equals the mean
+lasting limb occlusions, the node's noise and spread averaging) its mean square equals the mean
 squared error of the published joint in each group:
 
     scale_g = sqrt(mean(error^2) / mean(spread^2))   over the non-root joints of group g
