@@ -378,8 +378,10 @@ class LifterCore:
         takes the lowest free row (at most max_persons tracks live, the lifter has as many rows)."""
         for tid in [t for t in self.noise_slots if t not in self.tracker.tracks]:
             del self.noise_slots[tid]
-        for tid in [t for t in self.spread_sq if t not in self.tracker.tracks]:
-            del self.spread_sq[tid]
+        # The worker thread adds entries while this runs: iterate over a snapshot (list() of a
+        # dict is one step under the GIL) and tolerate a key it has not written yet.
+        for tid in [t for t in list(self.spread_sq) if t not in self.tracker.tracks]:
+            self.spread_sq.pop(tid, None)
         free = sorted(set(range(self.lifter.max_persons)) - set(self.noise_slots.values()),
                       reverse=True)
         for tid in track_ids:
@@ -445,8 +447,9 @@ class LifterCore:
         weight = self.settings.spread_smoothing
         out = np.array(spread_m, dtype=np.float64)
         for i, tid in enumerate(int(t) for t in track_ids):
-            self.spread_sq[tid] = smooth_spread_step(self.spread_sq.get(tid), spread_m[i], weight)
-            out[i] = np.sqrt(self.spread_sq[tid])
+            sq = smooth_spread_step(self.spread_sq.get(tid), spread_m[i], weight)
+            self.spread_sq[tid] = sq      # the main thread may drop it meanwhile: use `sq`
+            out[i] = np.sqrt(sq)
         return out
 
     def finish(self, result: LiftResult) -> None:
