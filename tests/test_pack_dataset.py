@@ -40,3 +40,15 @@ def test_pack_refuses_what_int16_millimetres_cannot_hold_and_unpack_a_foreign_fi
     assert script.main(["unpack", str(source), str(tmp_path / "back.npz")]) == 2
     assert "expected 'diffhpe-mocap-packed-v1'" in capsys.readouterr().err
     assert not (tmp_path / "back.npz").exists()
+
+
+def test_unpack_refuses_a_packed_file_missing_a_sequence(tmp_path, capsys):
+    import json
+
+    script = load_training_script("pack_dataset")
+    doc = {"format": "diffhpe-mocap-packed-v1", "sequences": {"0": {"key": "a/walk", "fps": 30.0,
+                                                                    "split": "train", "source": "x"}}}
+    np.savez(tmp_path / "p.npz", metadata=np.array(json.dumps(doc)))
+    assert script.main(["unpack", str(tmp_path / "p.npz"), str(tmp_path / "back.npz")]) == 2
+    assert "'a/walk' has no readable arrays" in capsys.readouterr().err
+    assert not (tmp_path / "back.npz").exists()

@@ -61,7 +61,11 @@ def unpack(packed: str, out: str) -> int:
     for i, info in doc["sequences"].items():
         info = dict(info)
         key = info.pop("key")
-        sequences[key] = (z[f"mm_{i}"].astype(np.float64) / 1000.0 + z[f"offset_{i}"]).astype(np.float32)
+        try:
+            mm, offset = z[f"mm_{i}"], z[f"offset_{i}"]
+        except (KeyError, ValueError) as e:
+            raise DatasetError(f"{packed}: sequence {key!r} has no readable arrays ({e})") from e
+        sequences[key] = (mm.astype(np.float64) / 1000.0 + offset).astype(np.float32)
         meta[key] = info
     save_dataset(out, sequences, meta, extra={"unpacked_from": str(doc.get("from", packed))})
     return len(sequences)
