@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from .skeleton import NUM_JOINTS
+
 VARIANTS = ("mixste", "diffhpe_2d", "diffhpe_wrapper")
 WINDOW_MODES = ("causal", "centred")
 SAMPLERS = ("ddim", "ddpm")
@@ -159,6 +161,10 @@ class DiffusionConfig:
     # expectation; 1.0 = the raw spread of the hypotheses.
     spread_scale_visible: float = 1.0
     spread_scale_hidden: float = 1.0
+    # ... and x this factor per joint (17 values in JOINT_NAMES order; empty = 1.0 each): how
+    # much wider or narrower a joint's spread must be than its group's factor makes it (the
+    # hypotheses of wrists come out too narrow for their error, of hips too wide).
+    spread_scale_joint: tuple[float, ...] = ()
 
 
 @dataclass
@@ -221,6 +227,10 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected str, got {_type_name(value)}")
         return value
+    if annotation == tuple[float, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list of floats, got {_type_name(value)}")
+        return tuple(_convert(v, float, f"{where}[{i}]") for i, v in enumerate(value))
     raise TypeError(f"{where}: unsupported annotation {annotation!r}")  # a bug here, not in YAML
 
 
@@ -326,6 +336,11 @@ def validate(config: ExperimentConfig) -> None:
     for name in ("spread_scale_visible", "spread_scale_hidden"):
         v = getattr(config.diffusion, name)
         _require(math.isfinite(v) and v > 0, f"diffusion.{name}", f"must be > 0, got {v}")
+    joint_scale = config.diffusion.spread_scale_joint
+    _require(len(joint_scale) in (0, NUM_JOINTS), "diffusion.spread_scale_joint",
+             f"must be empty or hold {NUM_JOINTS} values (one per joint), got {len(joint_scale)}")
+    _require(all(math.isfinite(v) and v > 0 for v in joint_scale),
+             "diffusion.spread_scale_joint", f"every value must be > 0, got {list(joint_scale)}")
     _require(config.diffusion.pose_scale_m > 0, "diffusion.pose_scale_m",
              f"must be > 0, got {config.diffusion.pose_scale_m}")
     _require(d.input_normalisation in INPUT_NORMALISATIONS, "data.input_normalisation",

@@ -95,8 +95,10 @@ def describe_pipeline(pipeline, fps: float) -> dict[str, Any]:
         "normalisation": NORMALISATION_FORMULAS[normalisation],  # inside the graph
         # Used by the runtime when a "rays" model gets no intrinsics (camera.guess_intrinsics).
         "intrinsics_guess_hfov_deg": GUESS_HFOV_DEG if normalisation == "rays" else None,
-        # spread_m = the hypotheses' spread x these (observed / missing joints), fitted on validation.
-        "spread_scale": ({"visible": pipeline.spread_scale[0], "hidden": pipeline.spread_scale[1]}
+        # spread_m = the hypotheses' spread x these (observed / missing joints, and per joint:
+        # [] = 1.0 each), fitted on validation.
+        "spread_scale": ({"visible": pipeline.spread_scale[0], "hidden": pipeline.spread_scale[1],
+                          "joint": list(pipeline.spread_scale_joint)}
                          if settings is not None else None),
         "units": {"keypoints_px": "pixels",
                   CALIBRATION_INPUTS[normalisation]: CALIBRATION_UNITS[normalisation],

@@ -139,6 +139,7 @@ class LiftingPipeline(nn.Module):
         self.input_names = input_names(self.input_normalisation)
         self.is_diffusion = isinstance(model, DiffHPE)
         self.spread_scale = (1.0, 1.0)                       # (observed, missing) joints
+        self.spread_scale_joint: tuple[float, ...] = ()     # x per joint (empty: 1.0 each)
         if not self.is_diffusion:
             if settings is not None or overrides:
                 given = settings.as_dict() if settings is not None else overrides
@@ -156,6 +157,7 @@ class LiftingPipeline(nn.Module):
             raise ConfigError("sampler settings: aggregation 'conditioner' needs a residual "
                               "Wrapper (model.residual), this model has no conditioner pose")
         self.spread_scale = (d.spread_scale_visible, d.spread_scale_hidden)
+        self.spread_scale_joint = tuple(d.spread_scale_joint)
         schedule = cosine_schedule(d.timesteps, d.max_beta, d.cosine_offset)
         self.sampler = Sampler(schedule, settings, d.prediction)
 
@@ -209,6 +211,8 @@ class LiftingPipeline(nn.Module):
         visible, hidden = self.spread_scale
         if (visible, hidden) != (1.0, 1.0):                  # the validation-fitted calibration
             spread = spread * (mask * visible + (1.0 - mask) * hidden)
+        if self.spread_scale_joint:
+            spread = spread * spread.new_tensor(self.spread_scale_joint)
         return pose, spread, hyps
 
 
