@@ -33,6 +33,7 @@ from .checkpoint import read_checkpoint
 from .config import CameraConfig, ExperimentConfig, aggregations_for
 from .dataset import Dataset, load_dataset
 from .lifter import build_pipeline, window_calibration
+from .mirror import lift_mirrored
 from .occlusion import PATTERNS
 from .sampler import SamplerSettings
 from .streams import lift_stream, split_streams
@@ -130,12 +131,14 @@ class EvaluatedModel:
     aggregation: str | None = None
     parameters: int = 0
     config: ExperimentConfig | None = None
+    mirror: bool = False          # lifted with its mirror image too, the mean published (mirror.py)
 
     def describe(self) -> dict:
         return {"checkpoint": self.checkpoint, "variant": self.variant,
                 "trained_mode": self.trained_mode, "trained_occlusion": self.trained_occlusion,
                 "window": self.window, "steps": self.steps, "hypotheses": self.hypotheses,
-                "aggregation": self.aggregation, "parameters": self.parameters}
+                "aggregation": self.aggregation, "parameters": self.parameters,
+                "mirror": self.mirror}
 
 
 def checkpoint_config(path: str | Path):
@@ -145,13 +148,14 @@ def checkpoint_config(path: str | Path):
 
 def load_model(name: str, path: str | Path, device: str, steps: int | None = None,
                hypotheses: int | None = None, aggregation: str | None = None,
-               settings: SamplerSettings | None = None) -> EvaluatedModel:
+               settings: SamplerSettings | None = None, mirror: bool = False) -> EvaluatedModel:
     """Build the run-time pipeline of a checkpoint, in eval mode on `device`.
 
     Sampler settings: `settings` (a SamplerSettings), or steps / hypotheses / aggregation
     overriding the checkpoint's `diffusion` settings (its real-time default); giving `steps`
     selects the DDIM sampler. A MixSTE checkpoint is deterministic: the settings are ignored and
-    it reports H = 1, steps None.
+    it reports H = 1, steps None. `mirror`: every batch is lifted with its mirror image too and
+    the mean published, as the node's `mirror` parameter does (mirror.lift_mirrored).
     """
     config = checkpoint_config(path)
     if config.model.variant == "mixste":
@@ -169,7 +173,7 @@ def load_model(name: str, path: str | Path, device: str, steps: int | None = Non
         trained_mode=config.data.window_mode, trained_occlusion=config.data.occlusion,
         window=config.data.window, steps=run.steps if run else None,
         hypotheses=pipeline.hypotheses, aggregation=run.aggregation if run else None,
-        parameters=sum(p.numel() for p in pipeline.parameters()), config=config)
+        parameters=sum(p.numel() for p in pipeline.parameters()), config=config, mirror=mirror)
 
 
 def _to_tensor(x, device: str) -> torch.Tensor:
@@ -183,11 +187,18 @@ def lift(model: EvaluatedModel, batch: dict[str, np.ndarray], noise: np.ndarray,
     spread_m (P, L, 17)) as numpy. The model gets the calibration its input normalisation
     takes (lifter.window_calibration)."""
     calibration = window_calibration(batch, model.pipeline.input_normalisation)
-    with torch.inference_mode():
-        pose, spread = model.pipeline(_to_tensor(batch["keypoints_px"], device),
-                                      _to_tensor(batch["mask"], device),
-                                      _to_tensor(calibration, device), _to_tensor(noise, device))
-    return pose.float().cpu().numpy(), spread.float().cpu().numpy()
+
+    def run(keypoints_px, mask, calibration, noise):
+        with torch.inference_mode():
+            pose, spread = model.pipeline(*(_to_tensor(x, device) for x in
+                                            (keypoints_px, mask, calibration, noise)))
+        return pose.float().cpu().numpy(), spread.float().cpu().numpy()
+
+    if model.mirror:
+        return lift_mirrored(run, batch["keypoints_px"], batch["mask"], np.asarray(calibration),
+                             noise, model.pipeline.input_normalisation,
+                             has_spread=model.pipeline.is_diffusion)
+    return run(batch["keypoints_px"], batch["mask"], calibration, noise)
 
 
 def draw_noise(rng: np.random.Generator, batch: int, model: EvaluatedModel) -> np.ndarray:
@@ -752,6 +763,7 @@ class EvaluationSettings:
     """What `run_evaluation` evaluates and how (the CLI's arguments)."""
 
     checkpoints: dict[str, str]                  # report name -> checkpoint path
+    mirror: tuple[str, ...] = ()                 # also lift these mirrored, as rows "NAME+mirror"
     dataset: str | None = None                   # default: the first checkpoint's data.dataset
     split: str = "test"
     device: str = "cpu"
@@ -780,8 +792,14 @@ def run_evaluation(s: EvaluationSettings) -> dict:
     """Every study of the report; returns the JSON-ready results (numbers in mm, ms)."""
     if not s.checkpoints:
         raise ValueError("no checkpoints to evaluate")
+    unknown = sorted(set(s.mirror) - set(s.checkpoints))
+    if unknown:
+        raise ValueError(f"mirror: {unknown} are not among the checkpoints ({sorted(s.checkpoints)})")
     torch.manual_seed(s.seed)
     models = {name: load_model(name, path, s.device) for name, path in s.checkpoints.items()}
+    for name in s.mirror:
+        models[f"{name}+mirror"] = load_model(f"{name}+mirror", s.checkpoints[name], s.device,
+                                              mirror=True)
     dataset = s.dataset or checkpoint_config(next(iter(s.checkpoints.values()))).data.dataset
     subset = split_sequences(dataset, s.split)
     results = {

@@ -78,6 +78,7 @@ class Settings:
     intra_op_threads: int
     fixed_noise: bool
     spread_smoothing: float
+    mirror: bool
     seed: int
     expected_steps: int
     expected_hypotheses: int
@@ -484,6 +485,7 @@ class LifterCore:
             "model_fps": self.fps,
             "hypotheses": lifter.hypotheses,
             "steps": lifter.steps,
+            "mirror": lifter.mirror,
             "output": "absolute" if self.intrinsics is not None else "root_relative",
             "input_rate_hz": period["inputs"] / elapsed,
             "output_rate_hz": period["outputs"] / elapsed,

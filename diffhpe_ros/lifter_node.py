@@ -99,7 +99,8 @@ class LifterNode(Node):
         logger.info(
             f"lifting {s.keypoint_format} keypoints with {self.lifter.backend_name} "
             f"(window {self.core.window} at {self.core.fps:g} Hz, {self.lifter.hypotheses} "
-            f"hypotheses, {self.lifter.steps} steps) from {self._model_file}")
+            f"hypotheses, {self.lifter.steps} steps{', mirrored' if self.lifter.mirror else ''}) "
+            f"from {self._model_file}")
 
     @property
     def settings(self) -> Settings:
@@ -152,13 +153,14 @@ class LifterNode(Node):
             lifter = load_lifter(str(self._model_file), backend=s.backend, expected=expected,
                                  device=s.device, seed=s.seed, max_persons=s.max_persons,
                                  intra_op_threads=s.intra_op_threads,
-                                 fixed_noise=s.fixed_noise)
+                                 fixed_noise=s.fixed_noise, mirror=s.mirror)
         except Exception as e:  # the loaders raise many types for corrupt files: report any
             raise StartupError(f"model_path={str(self._model_file)!r} cannot be used with "
                                f"backend {s.backend!r}: {type(e).__name__}: {e}") from e
-        if lifter.backend.max_persons is not None and lifter.backend.max_persons < s.max_persons:
+        if lifter.backend.max_persons is not None and lifter.max_persons < s.max_persons:
+            mirrored = " (mirror: 2 windows per person)" if lifter.mirror else ""
             raise StartupError(f"max_persons={s.max_persons} exceeds the {lifter.backend_name} "
-                               f"engine's limit of {lifter.backend.max_persons} persons: lower "
+                               f"engine's limit of {lifter.max_persons} persons{mirrored}: lower "
                                "max_persons or rebuild the engine")
         return lifter
 

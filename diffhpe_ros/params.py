@@ -70,6 +70,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Weight of the newest frame in the published spread's running average of its "
               "square, per person and joint (1: no smoothing; with fresh noise, 0.3 pools about "
               "5 frames of hypotheses).", low=0.01, high=1.0),
+    ParamSpec("mirror", bool, False,
+              "Lift every window together with its left/right mirror image and publish the mean "
+              "pose (test-time mirroring): more accurate and smoother, the two answers' "
+              "disagreement joins the spread; twice the lifting work per person.",
+              read_only=True),
     ParamSpec("seed", int, 0, "Seed of the diffusion noise.", low=0, high=2**31 - 1,
               read_only=True),
     ParamSpec("expected_steps", int, 0,

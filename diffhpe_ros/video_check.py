@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -334,7 +335,8 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
               cache_dir: str | os.PathLike = ".cache", max_frames: int = 300,
               detector: DetectorSettings = DetectorSettings(),
               reference: ReferenceSettings = ReferenceSettings(), log=print,
-              seed: int | None = None, fixed_noise: bool | None = None) -> dict:
+              seed: int | None = None, fixed_noise: bool | None = None,
+              mirror: Iterable[str] = ()) -> dict:
     """The real-video check: MediaPipe on every view (cached), the triangulated reference (cached),
     each model lifting each view in `views` frame by frame, metrics per row pooled over views.
 
@@ -343,7 +345,9 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
     triangulated, MediaPipe found the person and every model lifted it. Each model row also gets
     the calibration of its spread on those frames (`spread_calibration`, pooled and per view).
     seed, fixed_noise: the lifters' noise (default: the node's parameters); with one tracked
-    person per view, one noise draw decides much of a view's spread.
+    person per view, one noise draw decides much of a view's spread. mirror: the rows whose
+    lifter also lifts the mirror image (the node's `mirror` parameter; the others follow its
+    default).
     """
     from diffhpe_models.runtime import load_lifter
     from diffhpe_models.triangulation import pool_metrics, stream_metrics
@@ -369,7 +373,12 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
     names = list(cameras)
     noise = {"seed": DEFAULTS["seed"] if seed is None else int(seed),
              "fixed_noise": DEFAULTS["fixed_noise"] if fixed_noise is None else bool(fixed_noise)}
-    lifters = {row: load_lifter(p, **noise, intra_op_threads=1) for row, p in models.items()}
+    mirror = set(mirror)
+    if mirror - set(models):
+        raise ValueError(f"mirror: rows {sorted(mirror - set(models))} are not among the models")
+    lifters = {row: load_lifter(p, **noise, intra_op_threads=1,
+                                mirror=row in mirror or DEFAULTS["mirror"])
+               for row, p in models.items()}
     parts = {row: [] for row in [*models, MEDIAPIPE_ROW, MEDIAPIPE_RAY_ROW]}
     calib = {row: {"spread": [], "error": [], "observed": []} for row in models}
     loo_parts = {row: [] for row in parts}
@@ -445,7 +454,7 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
                          "max_frames": max_frames, "node_defaults": {
                              k: DEFAULTS[k] for k in ("confidence_threshold", "min_visible_joints",
                                                       "max_gap_s", "fixed_noise", "seed")},
-                         "noise": noise},
+                         "noise": noise, "mirror": sorted(r for r in models if lifters[r].mirror)},
             "rows": rows}
 
 

@@ -319,10 +319,12 @@ def test_the_script_end_to_end_on_a_few_frames(tmp_path):
     evaluate_video = _evaluate_video_script()
     out, md = tmp_path / "check.json", tmp_path / "check.md"
     assert evaluate_video.main(["--max-frames", "8", "--model", f"shipped={SHIPPED_MODEL}",
-                                "--out", str(out), "--md", str(md)]) == 0
+                                "--mirror", "shipped", "--out", str(out), "--md", str(md)]) == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert list(rows) == ["shipped", "mediapipe_world", "mediapipe_world_ray"]
+    assert list(rows) == ["shipped", "shipped+mirror", "mediapipe_world", "mediapipe_world_ray"]
+    assert result["settings"]["mirror"] == ["shipped+mirror"]
+    assert rows["shipped+mirror"]["mpjpe_mm"] != rows["shipped"]["mpjpe_mm"]
     frames = rows["shipped"]["frames"]
     assert 0 < frames <= 4 * 8 and all(r["frames"] == frames for r in rows.values())
     assert sum(v["frames"] for v in result["per_view"].values()) == frames
@@ -339,6 +341,8 @@ def test_the_script_end_to_end_on_a_few_frames(tmp_path):
     assert "Calibration of the spread" in text
     assert result["settings"]["noise"] == {"seed": 0, "fixed_noise": False}    # the node's default
     assert "noise_seeds" not in result and "noise seeds" not in text
+    with pytest.raises(SystemExit, match="--mirror: \\['other'\\] are not --model names"):
+        evaluate_video.main(["--model", f"shipped={SHIPPED_MODEL}", "--mirror", "other"])
 
 
 def test_the_noise_seed_study_repeats_the_default_run_for_seed_0(tmp_path):

@@ -255,14 +255,19 @@ def test_evaluate_cli_writes_the_report(dataset_file, checkpoints, matrix_runs, 
         "--dataset", str(dataset_file), "--occlusion-runs", str(matrix_runs),
         "--patterns", "none", "structured_frame", "--stride", "6", "--sampler-stride", "12",
         "--sampler-steps", "1", "2", "--sampler-hypotheses", "1", "2", "--timing-threads", "1",
-        "--timing-seconds", "0.02", "--examples", "2", "--stream-frames", "40", "--out", str(out)]
+        "--timing-seconds", "0.02", "--examples", "2", "--stream-frames", "40", "--out", str(out),
+        "--mirror", "diffhpe_wrapper"]
     assert evaluate_cli.main(argv) == 0
     report = json.loads((out / "evaluation.json").read_text())
     assert report["split"] == "test" and report["stride"] == 6
+    assert report["models"]["diffhpe_wrapper+mirror"]["mirror"] is True
+    assert report["models"]["diffhpe_wrapper"]["mirror"] is False
     for mode in ev.MODES:
         res = report["comparison"][mode]["metrics"]
-        assert set(res) == {*checkpoints, "ground_truth"}
-        for name in checkpoints:
+        assert set(res) == {*checkpoints, "diffhpe_wrapper+mirror", "ground_truth"}
+        # Mirroring changes the answer (the untrained model is far from mirror-symmetric).
+        assert res["diffhpe_wrapper+mirror"]["mpjpe_mm"] != res["diffhpe_wrapper"]["mpjpe_mm"]
+        for name in [*checkpoints, "diffhpe_wrapper+mirror"]:
             assert set(res[name]) == set(ev.METRICS)
             assert all(np.isfinite(v) for v in res[name].values()), (mode, name)
     occ = report["occlusion"]["models"]
@@ -285,6 +290,7 @@ def test_evaluate_cli_writes_the_report(dataset_file, checkpoints, matrix_runs, 
     assert "calibration" not in streams["models"]["mixste"]
     cal = streams["models"]["diffhpe_wrapper"]["calibration"]
     assert cal["spread_visible_mm"] > 0 and -1 <= cal["rank_correlation"] <= 1
+    assert streams["models"]["diffhpe_wrapper+mirror"]["calibration"]["spread_visible_mm"] > 0
     md = (out / "evaluation.md").read_text()
     assert report["command"] in md and "**Split: test**" in md
     assert "## Published streams" in md and "### Calibration of the spread" in md
@@ -409,3 +415,6 @@ def test_evaluate_cli_refuses_bad_input_with_a_clear_message(dataset_file, tmp_p
     assert not (tmp_path / "docs").exists()
     with pytest.raises(SystemExit):
         evaluate_cli.main(["--checkpoints", "mixste"])  # NAME=PATH expected
+    assert evaluate_cli.main(["--checkpoints", f"mixste={missing}", "--mirror", "wrapper",
+                              "--dataset", str(dataset_file), "--out", str(tmp_path / "docs")]) == 2
+    assert "mirror: ['wrapper'] are not among the checkpoints" in capsys.readouterr().err

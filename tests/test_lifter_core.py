@@ -25,7 +25,7 @@ T0 = 1000.0
 # What the core reads of the model before lifting (window, rate, noise rows): the tests that only
 # feed frames need no model; the ones that lift use the real tiny ONNX lifter.
 MODEL_SHAPE = types.SimpleNamespace(window=27, fps=30.0, max_persons=8, backend_name="none",
-                                    mode="causal", hypotheses=1, steps=1)
+                                    mode="causal", hypotheses=1, steps=1, mirror=False)
 A, _ = keypoints_h36m(60, x0_m=-0.8)
 B, _ = keypoints_h36m(60, x0_m=0.9)
 
@@ -293,3 +293,17 @@ def test_published_spread_is_a_running_average_per_person(tiny_lifter, monkeypat
     plain, _ = make_core(tiny_lifter, spread_smoothing=1.0)
     out = [plain.lift(send(plain, T0 + i / 30, A[i][None])).spread_m[0, 1] for i in range(2)]
     np.testing.assert_allclose(out, [1.0, 3.0])
+
+
+def test_core_with_a_mirrored_lifter_lifts_and_reports_it(tiny_onnx):
+    from diffhpe_models.runtime import load_lifter
+    mirrored = load_lifter(str(tiny_onnx), backend="onnxruntime", max_persons=8, fixed_noise=True,
+                           mirror=True)
+    core, _ = make_core(mirrored, mirror=True)
+    for i in range(5):
+        job = send(core, T0 + i / 30, np.stack([A[i], B[i]]))
+    result = core.lift(job)
+    assert result.track_ids.tolist() == [0, 1] and np.isfinite(result.pose_m).all()
+    core.finish(result)
+    assert core.diagnostic_snapshot()[2]["mirror"] is True
+    assert make_core(MODEL_SHAPE)[0].diagnostic_snapshot()[2]["mirror"] is False

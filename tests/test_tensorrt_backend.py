@@ -251,6 +251,22 @@ def test_engine_lifts_like_onnxruntime_with_buffers_bound_once(engine, tiny_onnx
         lifter.lift(*_lift_inputs(7))
 
 
+def test_mirrored_engine_lifter_takes_half_the_persons(engine, tiny_onnx):
+    # Each person is two windows of the engine's batch (itself and its mirror image).
+    result, trt, _ = engine
+    lifter = load_lifter(result.path, backend="tensorrt", device="cpu", trt=trt, seed=3,
+                         mirror=True)
+    reference = load_lifter(tiny_onnx, backend="onnxruntime", seed=3, max_persons=3, mirror=True)
+    assert lifter.max_persons == 3 and lifter.mirror
+    for persons in (1, 3):
+        got = lifter.lift(*_lift_inputs(persons, seed=persons))
+        want = reference.lift(*_lift_inputs(persons, seed=persons))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=1e-5)
+    with pytest.raises(ValueError, match=r"at most 3 \(mirror: 2 windows per person\)"):
+        lifter.lift(*_lift_inputs(4))
+
+
 def test_engine_for_another_tensorrt_or_gpu_is_refused_or_rebuilt(engine):
     result, trt, _ = engine
     newer = FakeTensorRTModule(version="10.3.0")

@@ -60,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=positive, default=256, help="windows per forward pass")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers making windows")
     p.add_argument("--seed", type=int, default=0, help="seed of cameras, occlusions and noise")
+    p.add_argument("--mirror", nargs="+", default=[], metavar="NAME",
+                   help="also lift these models with their mirror image (the node's `mirror` "
+                        "parameter), as rows 'NAME+mirror'")
     p.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=PATTERNS,
                    help="occlusion patterns of the matrix")
     p.add_argument("--sampler-steps", nargs="+", type=positive, default=list(SAMPLER_STEPS))
@@ -85,7 +88,8 @@ def main(argv=None) -> int:
     if len(set(names)) != len(names):
         raise SystemExit(f"--checkpoints: a name is given twice: {names}")
     settings = EvaluationSettings(
-        checkpoints=dict(args.checkpoints), dataset=args.dataset, split=args.split,
+        checkpoints=dict(args.checkpoints), mirror=tuple(args.mirror), dataset=args.dataset,
+        split=args.split,
         device=args.device, stride=args.stride, batch_size=args.batch_size, seed=args.seed,
         workers=args.workers, occlusion_runs=args.occlusion_runs, patterns=tuple(args.patterns),
         matrix_stride=args.matrix_stride, sampler_steps=tuple(args.sampler_steps),

@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--noise-seeds", type=int, default=0, metavar="N",
                    help="also lift with the node's noise seeds 0..N-1, fixed per person and fresh "
                         "every frame, and report the spread's calibration over them")
+    p.add_argument("--mirror", nargs="+", default=[], metavar="NAME",
+                   help="also lift these models with their mirror image (the node's `mirror` "
+                        "parameter), as rows 'NAME+mirror'")
     p.add_argument("--cache-dir", default=".cache")
     p.add_argument("--out", default="docs/video_check.json", help="JSON report ('' = none)")
     p.add_argument("--md", default="docs/video_check.md",
@@ -135,7 +138,8 @@ def noise_seed_study(args, models: dict[str, str], result: dict, log=print) -> d
         for seed in range(args.noise_seeds):
             sub = run_check(args.source, spread_models, args.views, args.cache_dir,
                             args.max_frames, reference=ReferenceSettings(max_error_px=args.max_error_px),
-                            log=lambda m: None, seed=seed, fixed_noise=mode == "fixed")
+                            log=lambda m: None, seed=seed, fixed_noise=mode == "fixed",
+                            mirror=mirror_rows(args) & set(spread_models))
             for name in spread_models:
                 c = sub["rows"][name]["spread_calibration"]
                 study[name][mode].append({"seed": seed, "hidden_visible_ratio": c["hidden_visible_ratio"],
@@ -233,19 +237,27 @@ def markdown(result: dict) -> str:
         "seen by two other views):\n\n" + leave_one_out_table(result)])
 
 
+def mirror_rows(args) -> set[str]:
+    return {f"{name}+mirror" for name in args.mirror}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else list(argv)
     models = dict(args.model or [model_arg("models/diffhpe_lifter.onnx")])
     if len(models) != len(args.model or [None]):
         raise SystemExit("--model: a name is given twice (name them NAME=PATH)")
+    unknown = sorted(set(args.mirror) - set(models))
+    if unknown:
+        raise SystemExit(f"--mirror: {unknown} are not --model names ({sorted(models)})")
+    models.update({f"{name}+mirror": models[name] for name in args.mirror})
     clash = {MEDIAPIPE_ROW, MEDIAPIPE_RAY_ROW} & set(models)
     if clash:
         raise SystemExit(f"--model: {sorted(clash)} is the name of a baseline row")
     try:
         result = run_check(args.source, models, args.views, args.cache_dir, args.max_frames,
                            reference=ReferenceSettings(max_error_px=args.max_error_px),
-                           log=lambda m: print(m, flush=True))
+                           log=lambda m: print(m, flush=True), mirror=mirror_rows(args))
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"evaluate_video: {e}") from None
     if args.noise_seeds > 0:
