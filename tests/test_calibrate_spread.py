@@ -56,6 +56,27 @@ def test_fit_scales_finds_the_joints_whose_spread_is_too_narrow_or_too_wide():
         assert ratio == pytest.approx(1.0, abs=1e-9)            # exact per group
 
 
+def test_holdout_check_fits_on_every_other_stream_and_checks_the_rest():
+    rng = np.random.default_rng(2)
+    spreads, errors, visible = [], [], []
+    off = np.ones(17)
+    off[[13, 16]] = 0.5                         # the wrists' spread half what it should be
+    for _ in range(6):
+        seen = rng.random((500, 17)) > 0.3
+        rms = np.where(seen, 0.05, 0.15) * rng.uniform(0.5, 2.0)
+        errors.append(np.linalg.norm(rng.normal(size=(500, 17, 3)), axis=-1) * rms / np.sqrt(3))
+        spreads.append(np.where(seen, rms, rms / 2) * off)
+        visible.append(seen)
+    check = load_training_script("calibrate_spread").holdout_check(spreads, errors, visible)
+    assert (check["fitted_streams"], check["checked_streams"]) == (3, 3)
+    # Gaussian errors with the calibrated spread as their RMS: 61 % within 1 x spread. The
+    # per-joint factors get there; the group factors alone cannot fix the wrists.
+    assert check["group_joint"]["coverage_k1"] == pytest.approx(0.61, abs=0.03)
+    assert abs(check["group"]["coverage_k1"] - 0.61) > abs(check["group_joint"]["coverage_k1"] - 0.61)
+    assert load_training_script("calibrate_spread").holdout_check(spreads[:1], errors[:1],
+                                                                  visible[:1]) is None
+
+
 def test_pipeline_scales_the_spread_of_observed_and_missing_joints():
     base = copy.deepcopy(TINY_CONFIG)
     scaled = copy.deepcopy(base)
@@ -111,6 +132,7 @@ def test_calibrate_cli_stores_the_factors_and_the_export_records_them(tmp_path):
     assert (d.spread_scale_visible, d.spread_scale_hidden, list(d.spread_scale_joint)) \
         == (fit["visible"], fit["hidden"], fit["joint"])
     assert fit["visible"] > 0 and fit["visible"] != 1.0 and len(fit["joint"]) == 17
+    assert fit["streams"] == 1 and fit["holdout"] is None   # no stream left to check on
     manifest = read_manifest(export_checkpoint(out, tmp_path / "c.onnx").path)
     assert manifest["spread_scale"] == {"visible": fit["visible"], "hidden": fit["hidden"],
                                         "joint": fit["joint"]}

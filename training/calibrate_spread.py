@@ -14,7 +14,9 @@ sequence, lasting limb occlusions, the node's noise and spread averaging) by a f
 fitted so that the mean square spread equals the mean squared error of the published joints in
 each group and, as nearly as the product allows, of each joint (alternating the two fits; the
 joint factors' geometric mean is 1, so the group factors keep their meaning). Two groups and 16
-joints: 18 numbers fitted on about a quarter of a million joint-frames.
+joints: 18 numbers fitted on about a quarter of a million joint-frames. The stored result also
+holds a held-out check (`holdout`): factors fitted on every other stream, the calibration of
+the rest, per group only and per group x joint.
 
 The factors go into the checkpoint config (diffusion.spread_scale_visible / _hidden /
 _joint; export.py bakes them into the graph and records them in the manifest). Never fit them
@@ -35,7 +37,7 @@ from diffhpe_models.checkpoint import CheckpointError, load_checkpoint, save_che
 from diffhpe_models.config import ConfigError
 from diffhpe_models.skeleton import NUM_JOINTS
 from diffhpe_models.threads import configure_torch
-from diffhpe_models.uncertainty import CALIBRATION_JOINTS
+from diffhpe_models.uncertainty import CALIBRATION_JOINTS, calibration_report
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,6 +89,25 @@ def fit_scales(spread_m: np.ndarray, error_m: np.ndarray, visible: np.ndarray,
     return out
 
 
+def holdout_check(spreads: list, errors: list, visible: list) -> dict | None:
+    """Per-stream raw spread, error, visible -> the calibration of the odd streams with factors
+    fitted on the even ones: per group only, and per group x joint (what this script stores).
+    None with fewer than 2 streams."""
+    if len(spreads) < 2:
+        return None
+    joints = list(CALIBRATION_JOINTS)
+    out = {"fitted_streams": len(spreads[0::2]), "checked_streams": len(spreads[1::2])}
+    for name, rounds in (("group", 0), ("group_joint", 50)):
+        s = fit_scales(*(np.concatenate(x[0::2]) for x in (spreads, errors, visible)), rounds)
+        cal = [sp * np.where(v, s["visible"], s["hidden"]) * np.asarray(s["joint"])
+               for sp, v in zip(spreads[1::2], visible[1::2])]
+        r = calibration_report(np.concatenate(cal)[:, joints], np.concatenate(errors[1::2])[:, joints],
+                               np.concatenate(visible[1::2])[:, joints])
+        out[name] = {k: r[k] for k in ("hidden_visible_ratio", "rank_correlation", "coverage_k1",
+                                       "coverage_k2", "coverage_k3")}
+    return out
+
+
 def calibrate(checkpoint: str, out: str, dataset: str | None = None, stream_frames: int = 150,
               stream_stride: int = 3, seed: int = 0) -> dict:
     model, config, extra = load_checkpoint(checkpoint)
@@ -113,7 +134,8 @@ def calibrate(checkpoint: str, out: str, dataset: str | None = None, stream_fram
     kept = {k: v for k, v in extra.items() if k not in ("normalisation", "metrics")}
     kept["spread_calibration"] = {"split": "validation", "streams": len(streams),
                                   "stream_frames": stream_frames, "stream_stride": stream_stride,
-                                  "seed": seed, **scales}
+                                  "seed": seed, **scales,
+                                  "holdout": holdout_check(spreads, errors, visible)}
     save_checkpoint(out, model, calibrated, kept, metrics=extra.get("metrics", {}))
     return kept["spread_calibration"]
 
