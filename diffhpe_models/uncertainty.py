@@ -90,6 +90,37 @@ def reliability_curve(spread_m, error_m, bins: int = 10) -> dict[str, list[float
             "count": [int((which == b).sum()) for b in used]}
 
 
+def block_bootstrap(segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]], block: int = 10,
+                    resamples: int = 200, seed: int = 0,
+                    quantiles: tuple[float, float] = (0.05, 0.95)) -> dict[str, list[float] | None]:
+    """How far the hidden/visible ratio and the within-joint rank correlation could move with
+    other frames of the same kind: a moving-block bootstrap over time. segments: per stream (one
+    view of a video), (spread (T, J), error (T, J), visible (T, J)) in frame order; each is cut
+    into blocks of `block` consecutive frames (frames close in time are not independent), and
+    `resamples` draws of as many blocks, with replacement over all segments, give the
+    `quantiles` of each number ([low, high]; None when it cannot be computed, e.g. no hidden
+    joint). Deterministic given `seed`."""
+    if block < 1 or resamples < 1:
+        raise ValueError(f"block and resamples must be >= 1, got {block}, {resamples}")
+    blocks = [tuple(np.asarray(x)[a:a + block] for x in seg)
+              for seg in segments for a in range(0, len(seg[0]), block)]
+    if not blocks:
+        return {"hidden_visible_ratio": None, "rank_correlation": None}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {"hidden_visible_ratio": [], "rank_correlation": []}
+    for _ in range(resamples):
+        pick = [blocks[i] for i in rng.integers(0, len(blocks), len(blocks))]
+        spread, error, visible = (np.concatenate([b[k] for b in pick]) for k in range(3))
+        draws["hidden_visible_ratio"].append(hidden_visible_ratio(spread, visible)["hidden_visible_ratio"])
+        draws["rank_correlation"].append(within_joint_rank_correlation(spread, error))
+    out = {}
+    for key, values in draws.items():
+        values = [v for v in values if v is not None and np.isfinite(v)]
+        out[key] = ([float(np.quantile(values, q)) for q in quantiles]
+                    if len(values) >= resamples // 2 else None)
+    return out
+
+
 def calibration_report(spread_m, error_m, visible) -> dict:
     """All of the above for (N, J) arrays of spread, error (metres) and visibility."""
     errors = hidden_visible_ratio(error_m, visible)   # what a calibrated spread's ratio would be

@@ -22,10 +22,11 @@ from diffhpe_models.atomic import atomic_save_npz
 from diffhpe_models.camera import Camera
 from diffhpe_models.contract import sha256_file as file_sha256
 from diffhpe_models.skeleton import MEDIAPIPE33_NAMES, NUM_JOINTS, to_h36m17
-from diffhpe_models.uncertainty import CALIBRATION_JOINTS
+from diffhpe_models.uncertainty import CALIBRATION_JOINTS, block_bootstrap
 from diffhpe_ros.params import DEFAULTS
 
 CACHE_VERSION = 1  # bump when what is cached changes meaning
+BOOTSTRAP_BLOCK_FRAMES = 10  # the spread's calibration interval: blocks of scored frames (1/6 s)
 HIPS = [MEDIAPIPE33_NAMES.index("left_hip"), MEDIAPIPE33_NAMES.index("right_hip")]
 
 
@@ -438,8 +439,14 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
             rows[row]["model_sha256"] = file_sha256(models[row])
             rows[row]["backend"] = lifters[row].backend_name
             rows[row]["intrinsics_given"] = takes_intrinsics(lifters[row])
-            rows[row]["spread_calibration"] = spread_calibration(
+            rows[row]["spread_calibration"] = cal = spread_calibration(
                 *(np.concatenate(calib[row][k]) for k in ("spread", "error", "observed")))
+            if cal["applicable"]:  # how much a short clip can say: blocks of 10 scored frames
+                joints = list(CALIBRATION_JOINTS)
+                cal["interval_90"] = block_bootstrap(
+                    [(s[:, joints], e[:, joints], o[:, joints]) for s, e, o in
+                     zip(calib[row]["spread"], calib[row]["error"], calib[row]["observed"])],
+                    block=BOOTSTRAP_BLOCK_FRAMES)
     base = rows[MEDIAPIPE_ROW]
     for row, r in rows.items():
         r["ratio_to_mediapipe"] = {k: _ratio(r[k], base[k]) for k in GOALS}

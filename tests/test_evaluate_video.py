@@ -335,6 +335,8 @@ def test_the_script_end_to_end_on_a_few_frames(tmp_path):
     assert rows["shipped"]["model_sha256"] and "--max-frames 8" in result["command"]
     cal = rows["shipped"]["spread_calibration"]
     assert cal["frames"] == frames and cal["hidden"] + cal["visible"] == 16 * frames
+    assert set(cal["interval_90"]) == {"hidden_visible_ratio", "rank_correlation"}
+    assert all(v is None or v[0] <= v[1] for v in cal["interval_90"].values())
     assert "spread_calibration" not in rows["mediapipe_world"]
     text = md.read_text()
     assert "<!-- video_check:begin" in text and "| shipped |" in text

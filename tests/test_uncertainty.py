@@ -77,3 +77,29 @@ def test_noise_is_kept_where_it_would_move_the_pose():
     assert noise_is_fixed(True, "conditioner") is True
     assert all(noise_is_fixed(False, a) for a in ("mean", "median", "reproj"))
     assert noise_is_fixed(False, None) is False               # deterministic: nothing moves
+
+
+def test_block_bootstrap_brackets_the_numbers_and_narrows_with_more_frames():
+    rng = np.random.default_rng(3)
+
+    def segment(frames):
+        visible = rng.random((frames, 16)) > 0.1
+        rms = np.where(visible, 0.05, 0.12) * rng.uniform(0.5, 2.0, (frames, 16))
+        error = np.linalg.norm(rng.normal(size=(frames, 16, 3)), axis=-1) * rms / np.sqrt(3)
+        return rms, error, visible
+
+    short = [segment(100) for _ in range(3)]
+    long = [segment(1000) for _ in range(3)]
+    ci_short, ci_long = (u.block_bootstrap(s, block=10, resamples=100) for s in (short, long))
+    pooled = [np.concatenate([s[k] for s in short]) for k in range(3)]
+    ratio = u.hidden_visible_ratio(pooled[0], pooled[2])["hidden_visible_ratio"]
+    rank = u.within_joint_rank_correlation(pooled[0], pooled[1])
+    for key, value in (("hidden_visible_ratio", ratio), ("rank_correlation", rank)):
+        low, high = ci_short[key]
+        assert low < value < high
+        assert ci_long[key][1] - ci_long[key][0] < 0.6 * (high - low)   # ~ 1 / sqrt(10) as wide
+    assert u.block_bootstrap(short, block=10, resamples=100) == ci_short   # seeded
+    no_hidden = [(s[0], s[1], np.ones_like(s[2])) for s in short]
+    assert u.block_bootstrap(no_hidden, resamples=20)["hidden_visible_ratio"] is None
+    with pytest.raises(ValueError, match="block and resamples must be >= 1"):
+        u.block_bootstrap(short, block=0)

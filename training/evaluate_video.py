@@ -24,7 +24,14 @@ from diffhpe_models.atomic import atomic_replace_section, atomic_write_json
 from diffhpe_models.skeleton import JOINT_NAMES
 from diffhpe_models.uncertainty import CALIBRATED_COVERAGE_TEXT, COVERAGE_K, PUBLISHED_FIXED_NOISE
 from diffhpe_ros.demo_videos import MULTIVIEW_DEMOS
-from diffhpe_ros.video_check import GOALS, MEDIAPIPE_RAY_ROW, MEDIAPIPE_ROW, ReferenceSettings, run_check
+from diffhpe_ros.video_check import (
+    BOOTSTRAP_BLOCK_FRAMES,
+    GOALS,
+    MEDIAPIPE_RAY_ROW,
+    MEDIAPIPE_ROW,
+    ReferenceSettings,
+    run_check,
+)
 
 
 def model_arg(text: str) -> tuple[str, str]:
@@ -116,8 +123,11 @@ def calibration_table(result: dict) -> str:
             state = ("not measurable" if g["met"] is None else
                      f"met (by {g['margin']:.2f})" if g["met"] else
                      f"MISSED (by {-g['margin']:.2f})")
+            interval = (c.get("interval_90") or {}).get(key)
+            spread = (f"; 90 % interval over resampled blocks of {BOOTSTRAP_BLOCK_FRAMES} frames "
+                      f"{interval[0]:.2f} - {interval[1]:.2f}" if interval else "")
             goals.append(f"- {name}: {label} {fmt(g['value'], '.2f')} (goal >= {g['goal']:g}): "
-                         f"{state}")
+                         f"{state}{spread}")
         views = {v: p["rows"][name]["spread_calibration"]
                  for v, p in result.get("per_view", {}).items()}
         if views:
