@@ -78,7 +78,7 @@ class Settings:
     intra_op_threads: int
     fixed_noise: bool
     spread_smoothing: float
-    mirror: bool
+    mirror: str
     seed: int
     expected_steps: int
     expected_hypotheses: int

@@ -153,7 +153,8 @@ class LifterNode(Node):
             lifter = load_lifter(str(self._model_file), backend=s.backend, expected=expected,
                                  device=s.device, seed=s.seed, max_persons=s.max_persons,
                                  intra_op_threads=s.intra_op_threads,
-                                 fixed_noise=s.fixed_noise, mirror=s.mirror)
+                                 fixed_noise=s.fixed_noise,
+                                 mirror=params.mirror_enabled(s.mirror, s.device, self._model_file))
         except Exception as e:  # the loaders raise many types for corrupt files: report any
             raise StartupError(f"model_path={str(self._model_file)!r} cannot be used with "
                                f"backend {s.backend!r}: {type(e).__name__}: {e}") from e

@@ -94,7 +94,8 @@ def load_settings_lifter(s: Settings):
     return load_lifter(str(lifter_params.resolve_path(s.model_path)), backend=s.backend,
                        expected=expected, device=s.device, seed=s.seed,
                        max_persons=s.max_persons, intra_op_threads=s.intra_op_threads,
-                       fixed_noise=s.fixed_noise, mirror=s.mirror)
+                       fixed_noise=s.fixed_noise,
+                       mirror=lifter_params.mirror_enabled(s.mirror, s.device, s.model_path))
 
 
 class BagRecords:

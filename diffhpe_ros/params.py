@@ -21,6 +21,7 @@ from diffhpe_models.uncertainty import PUBLISHED_FIXED_NOISE, PUBLISHED_SPREAD_S
 
 NODE_NAME = "lifter_node"
 PACKAGE = "diffhpe_ros"
+MIRROR_CHOICES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Weight of the newest frame in the published spread's running average of its "
               "square, per person and joint (1: no smoothing; with fresh noise, 0.3 pools about "
               "5 frames of hypotheses).", low=0.01, high=1.0),
-    ParamSpec("mirror", bool, False,
+    ParamSpec("mirror", str, "auto",
               "Lift every window together with its left/right mirror image and publish the mean "
               "pose (test-time mirroring): more accurate and smoother, the two answers' "
-              "disagreement joins the spread; twice the lifting work per person.",
-              read_only=True),
+              "disagreement joins the spread; twice the lifting work per person. auto: on where "
+              "the model runs on a GPU (device cuda, or a TensorRT engine), where it costs "
+              "little; off on the CPU.", choices=MIRROR_CHOICES, read_only=True),
     ParamSpec("seed", int, 0, "Seed of the diffusion noise.", low=0, high=2**31 - 1,
               read_only=True),
     ParamSpec("expected_steps", int, 0,
@@ -192,6 +194,17 @@ def degenerate(settings, model_fps: float) -> list[str]:
         found.append(f"marker_lifetime_s={settings.marker_lifetime_s:g} s is under one model "
                      f"frame ({frame_s:.3g} s): markers vanish before the next frame (flicker)")
     return found
+
+
+def mirror_enabled(mirror: str, device: str, model_path: str | os.PathLike) -> bool:
+    """The `mirror` parameter resolved: "on", "off", or "auto" = on where the lifter runs on a GPU
+    (device cuda or cuda:N, or a TensorRT .engine file), where a batch of 2 costs about as much
+    as 1; off on the CPU, where it doubles the lifting time."""
+    if mirror not in MIRROR_CHOICES:
+        raise ValueError(f"mirror must be one of {MIRROR_CHOICES}, got {mirror!r}")
+    if mirror != "auto":
+        return mirror == "on"
+    return str(device).startswith("cuda") or Path(model_path).suffix.lower() == ".engine"
 
 
 def load_params_file(path: str | os.PathLike, node_name: str = NODE_NAME) -> dict[str, object]:

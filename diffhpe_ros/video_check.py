@@ -23,7 +23,7 @@ from diffhpe_models.camera import Camera
 from diffhpe_models.contract import sha256_file as file_sha256
 from diffhpe_models.skeleton import MEDIAPIPE33_NAMES, NUM_JOINTS, to_h36m17
 from diffhpe_models.uncertainty import CALIBRATION_JOINTS, block_bootstrap
-from diffhpe_ros.params import DEFAULTS
+from diffhpe_ros.params import DEFAULTS, mirror_enabled
 
 CACHE_VERSION = 1  # bump when what is cached changes meaning
 BOOTSTRAP_BLOCK_FRAMES = 10  # the spread's calibration interval: blocks of scored frames (1/6 s)
@@ -377,8 +377,8 @@ def run_check(source: str, models: dict[str, str], views: list[str] | None = Non
     mirror = set(mirror)
     if mirror - set(models):
         raise ValueError(f"mirror: rows {sorted(mirror - set(models))} are not among the models")
-    lifters = {row: load_lifter(p, **noise, intra_op_threads=1,
-                                mirror=row in mirror or DEFAULTS["mirror"])
+    lifters = {row: load_lifter(p, **noise, intra_op_threads=1, mirror=row in mirror or
+                                mirror_enabled(DEFAULTS["mirror"], "cpu", p))
                for row, p in models.items()}
     parts = {row: [] for row in [*models, MEDIAPIPE_ROW, MEDIAPIPE_RAY_ROW]}
     calib = {row: {"spread": [], "error": [], "observed": []} for row in models}

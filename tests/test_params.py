@@ -95,3 +95,16 @@ def test_params_file_sections_match_as_ros_does(tmp_path):
         f = tmp_path / "p.yaml"
         f.write_text(f"{key}:\n  ros__parameters:\n    max_persons: 3\n")
         assert params.load_params_file(f)["max_persons"] == 3, key
+
+
+def test_mirror_auto_is_on_where_the_lifter_runs_on_a_gpu():
+    assert params.DEFAULTS["mirror"] == "auto"
+    assert not params.mirror_enabled("auto", "cpu", "models/mixste_lifter.onnx")
+    assert params.mirror_enabled("auto", "cuda", "models/mixste_lifter.onnx")
+    assert params.mirror_enabled("auto", "cuda:1", "models/mixste_lifter.onnx")
+    assert params.mirror_enabled("auto", "cpu", "models/diffhpe_lifter.fp16.engine")
+    assert params.mirror_enabled("on", "cpu", "models/mixste_lifter.onnx")
+    assert not params.mirror_enabled("off", "cuda", "models/diffhpe_lifter.fp16.engine")
+    assert "must be one of" in params.validate("mirror", "yes")
+    with pytest.raises(ValueError, match="mirror must be one of"):
+        params.mirror_enabled("true", "cpu", "m.onnx")
