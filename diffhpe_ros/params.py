@@ -21,7 +21,7 @@ from diffhpe_models.uncertainty import PUBLISHED_FIXED_NOISE, PUBLISHED_SPREAD_S
 
 NODE_NAME = "lifter_node"
 PACKAGE = "diffhpe_ros"
-MIRROR_CHOICES = ("auto", "on", "off")
+MIRROR_CHOICES = ("auto", "always", "never")  # not on/off/true: YAML reads those as bools
 
 
 @dataclass(frozen=True)
@@ -197,13 +197,13 @@ def degenerate(settings, model_fps: float) -> list[str]:
 
 
 def mirror_enabled(mirror: str, device: str, model_path: str | os.PathLike) -> bool:
-    """The `mirror` parameter resolved: "on", "off", or "auto" = on where the lifter runs on a GPU
+    """The `mirror` parameter resolved: "always", "never", or "auto" = on where the lifter runs on a GPU
     (device cuda or cuda:N, or a TensorRT .engine file), where a batch of 2 costs about as much
     as 1; off on the CPU, where it doubles the lifting time."""
     if mirror not in MIRROR_CHOICES:
         raise ValueError(f"mirror must be one of {MIRROR_CHOICES}, got {mirror!r}")
     if mirror != "auto":
-        return mirror == "on"
+        return mirror == "always"
     return str(device).startswith("cuda") or Path(model_path).suffix.lower() == ".engine"
 
 

@@ -299,7 +299,7 @@ def test_core_with_a_mirrored_lifter_lifts_and_reports_it(tiny_onnx):
     from diffhpe_models.runtime import load_lifter
     mirrored = load_lifter(str(tiny_onnx), backend="onnxruntime", max_persons=8, fixed_noise=True,
                            mirror=True)
-    core, _ = make_core(mirrored, mirror="on")
+    core, _ = make_core(mirrored, mirror="always")
     for i in range(5):
         job = send(core, T0 + i / 30, np.stack([A[i], B[i]]))
     result = core.lift(job)

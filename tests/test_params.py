@@ -103,8 +103,17 @@ def test_mirror_auto_is_on_where_the_lifter_runs_on_a_gpu():
     assert params.mirror_enabled("auto", "cuda", "models/mixste_lifter.onnx")
     assert params.mirror_enabled("auto", "cuda:1", "models/mixste_lifter.onnx")
     assert params.mirror_enabled("auto", "cpu", "models/diffhpe_lifter.fp16.engine")
-    assert params.mirror_enabled("on", "cpu", "models/mixste_lifter.onnx")
-    assert not params.mirror_enabled("off", "cuda", "models/diffhpe_lifter.fp16.engine")
+    assert params.mirror_enabled("always", "cpu", "models/mixste_lifter.onnx")
+    assert not params.mirror_enabled("never", "cuda", "models/diffhpe_lifter.fp16.engine")
     assert "must be one of" in params.validate("mirror", "yes")
     with pytest.raises(ValueError, match="mirror must be one of"):
         params.mirror_enabled("true", "cpu", "m.onnx")
+
+
+@pytest.mark.parametrize("value", params.MIRROR_CHOICES)
+def test_mirror_values_stay_strings_in_a_params_file(tmp_path, value):
+    # YAML (and so `-p mirror:=...` and parameter files) reads on/off/true/false as bools: the
+    # choices must not be among them.
+    path = tmp_path / "p.yaml"
+    path.write_text(f"lifter_node:\n  ros__parameters:\n    mirror: {value}\n")
+    assert params.load_params_file(path)["mirror"] == value

@@ -604,7 +604,7 @@ def section_lifter_vs_detector(models: Models, args, results: dict) -> str:
             results[("lift_per_detect", p)] = per_person / detect_p50
             results[("lift_per_detect_cpu", p)] = per_person_cpu / detect_cpu_p50
         rows.append([f"lift {p} person{'s' if p > 1 else ''} ({lifter.backend_name}, 1 thread"
-                     f"{', mirror: on' if mirrored else ''})",
+                     f"{', mirror: always' if mirrored else ''})",
                      np.median(lift), np.mean(lift), per_person, per_person / detect_p50,
                      per_person_cpu, per_person_cpu / detect_cpu_p50])
     head = (f"### Lifter next to the detector (pose2sim demo video, {len(times['detect'])} timed frames "
