@@ -232,9 +232,10 @@ def _verdict(holds) -> str:
 
 
 def _sampler_label(m: dict) -> str:
+    mirrored = "; with its mirror image (mean)" if m.get("mirror") else ""
     if m["steps"] is None:
-        return "deterministic"
-    return f"DDIM {m['steps']} steps, H = {m['hypotheses']}, {m['aggregation']}"
+        return "deterministic" + mirrored
+    return f"DDIM {m['steps']} steps, H = {m['hypotheses']}, {m['aggregation']}{mirrored}"
 
 
 def _models_section(r: dict) -> list[str]:

@@ -262,6 +262,8 @@ def test_evaluate_cli_writes_the_report(dataset_file, checkpoints, matrix_runs, 
     assert report["split"] == "test" and report["stride"] == 6
     assert report["models"]["diffhpe_wrapper+mirror"]["mirror"] is True
     assert report["models"]["diffhpe_wrapper"]["mirror"] is False
+    assert "| diffhpe_wrapper+mirror | diffhpe_wrapper |" in (out / "evaluation.md").read_text()
+    assert "with its mirror image (mean)" in (out / "evaluation.md").read_text()
     for mode in ev.MODES:
         res = report["comparison"][mode]["metrics"]
         assert set(res) == {*checkpoints, "diffhpe_wrapper+mirror", "ground_truth"}
