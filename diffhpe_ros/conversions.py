@@ -199,20 +199,32 @@ SIDE_COLOURS = {  # RGBA; left/right as in most skeleton viewers (left blue, rig
 }
 JOINT_DIAMETER_M = 0.05
 BONE_WIDTH_M = 0.02
+SPREAD_ALPHA = 0.25  # the spread balls are see-through: the skeleton stays visible inside
 
 
 def skeleton_markers(pose_m: np.ndarray, person_ids: np.ndarray, header: Header,
-                     lifetime_s: float, namespace: str = "diffhpe") -> MarkerArray:
+                     lifetime_s: float, namespace: str = "diffhpe",
+                     spread_m: np.ndarray | None = None) -> MarkerArray:
     """(P, 17, 3) metres + (P,) track ids -> MarkerArray.
 
     Per person a SPHERE_LIST of joints (ns '<namespace>/joints') and a LINE_LIST of bones
     (ns '<namespace>/bones'), both with id = track id so RViz updates a person in place;
     left/right coloured; they expire after `lifetime_s` so vanished persons disappear.
+    With `spread_m` (P, 17) metres, each joint whose spread is > 0 also gets a see-through
+    SPHERE of radius = spread (ns '<namespace>/spread', id = track id x 17 + joint): the
+    diffusion model's uncertainty made visible (a hidden arm's balls swell). A SPHERE_LIST has
+    one size for all its points, hence one marker per joint.
     """
     pose_m = _check_pose3d(pose_m)
     person_ids = np.asarray(person_ids)
     if person_ids.shape != (pose_m.shape[0],):
         raise ValueError(f"need {pose_m.shape[0]} person ids, got shape {person_ids.shape}")
+    if spread_m is not None:
+        spread_m = np.asarray(spread_m, dtype=np.float64)
+        if spread_m.shape != pose_m.shape[:2] or not np.isfinite(spread_m).all() \
+                or (spread_m < 0).any():
+            raise ValueError(f"spread_m must be finite, >= 0 and {pose_m.shape[:2]}, got shape "
+                             f"{spread_m.shape}")
     lifetime = s_to_duration(lifetime_s)
     joint_colours = [_colour(side_of(j)) for j in range(NUM_JOINTS)]
     # A bone takes the side of its child joint (the spine and neck stay neutral).
@@ -228,6 +240,18 @@ def skeleton_markers(pose_m: np.ndarray, person_ids: np.ndarray, header: Header,
         bones.points = [Point(x=x, y=y, z=z) for c, p in BONES for x, y, z in (pose[c], pose[p])]
         bones.colors = bone_colours
         markers.markers.extend([joints, bones])
+    if spread_m is not None:
+        for pose, spread, pid in zip(pose_m, spread_m, person_ids):
+            for j in np.flatnonzero(spread > 0):
+                ball = _marker(header, f"{namespace}/spread", int(pid) * NUM_JOINTS + int(j),
+                               Marker.SPHERE, lifetime)
+                ball.pose.position = Point(x=float(pose[j, 0]), y=float(pose[j, 1]),
+                                           z=float(pose[j, 2]))
+                ball.scale.x = ball.scale.y = ball.scale.z = 2.0 * float(spread[j])
+                ball.color = joint_colours[j]
+                ball.color = ColorRGBA(r=ball.color.r, g=ball.color.g, b=ball.color.b,
+                                       a=SPREAD_ALPHA)
+                markers.markers.append(ball)
     return markers
 
 

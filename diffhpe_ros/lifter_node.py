@@ -221,7 +221,8 @@ class LifterNode(Node):
         self.pub_points.publish(pose3d_to_point_cloud2(result.pose_m, result.spread_m,
                                                        result.track_ids, header))
         self.pub_markers.publish(skeleton_markers(result.pose_m, result.track_ids, header,
-                                                  result.marker_lifetime_s))
+                                                  result.marker_lifetime_s,
+                                                  spread_m=result.spread_m))
         self.publish_bodies(header, result.track_ids, result.pose_m)
 
     def publish_bodies(self, header: Header, track_ids, pose_m=None) -> None:

@@ -22,7 +22,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from diffhpe_ros import conversions as cv  # noqa: E402
 from diffhpe_ros.lifter_node import DIAGNOSTIC_NAME, LifterNode  # noqa: E402
@@ -144,7 +144,11 @@ def assert_outputs_sane(h: Harness, start: int = 0) -> None:
         assert (pts["spread"] >= 0).all()
     for arr in h.markers[start:]:
         for m in arr.markers:
-            xyz = np.array([[p.x, p.y, p.z] for p in m.points])
+            if m.type == Marker.SPHERE:  # a spread ball: placed by its pose, sized by the spread
+                xyz = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]])
+                assert m.scale.x > 0 and np.isfinite(m.scale.x)
+            else:
+                xyz = np.array([[p.x, p.y, p.z] for p in m.points])
             assert len(xyz) and np.isfinite(xyz).all()
     assert [cv.stamp_to_s(m.header.stamp) for m in h.points[start:]] == stamps
     assert [cv.stamp_to_s(m.markers[0].header.stamp) for m in h.markers[start:]] == stamps

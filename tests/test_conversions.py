@@ -164,6 +164,31 @@ def test_markers_structure_colours_and_ids():
         cv.skeleton_markers(pose, np.array([3, 11]), header(), 0.3)
 
 
+def test_spread_markers_are_balls_of_radius_spread():
+    pose = np.random.default_rng(4).normal(size=(2, 17, 3))
+    spread = np.abs(np.random.default_rng(5).normal(size=(2, 17))) * 0.1
+    spread[:, 0] = 0.0                       # the root: no spread, no ball
+    spread[1, 13] = 0.0
+    arr = roundtrip(cv.skeleton_markers(pose, np.array([3, 11]), header(frame="opt"), 0.3,
+                                        spread_m=spread))
+    balls = [m for m in arr.markers if m.ns == "diffhpe/spread"]
+    assert len(arr.markers) == 4 + len(balls) and len(balls) == 16 + 15
+    for m in balls:
+        person, joint = divmod(m.id, 17)
+        k = [3, 11].index(person)
+        assert m.type == Marker.SPHERE and m.header.frame_id == "opt" and m.color.a < 0.5
+        assert m.scale.x == m.scale.y == m.scale.z == pytest.approx(2 * spread[k, joint])
+        np.testing.assert_allclose([m.pose.position.x, m.pose.position.y, m.pose.position.z],
+                                   pose[k, joint], atol=1e-9)
+    assert len({m.id for m in balls}) == len(balls)       # stable, unique ids per person and joint
+    no_spread = cv.skeleton_markers(pose, np.array([3, 11]), header(), 0.3, spread_m=0 * spread)
+    assert len(no_spread.markers) == 4                    # a deterministic model draws no ball
+    with pytest.raises(ValueError, match="spread_m must be finite"):
+        cv.skeleton_markers(pose, np.array([3, 11]), header(), 0.3, spread_m=spread[:, :5])
+    with pytest.raises(ValueError, match="spread_m must be finite"):
+        cv.skeleton_markers(pose, np.array([3, 11]), header(), 0.3, spread_m=-spread)
+
+
 def camera_info(w=640, h=480, fx=500.0, fy=510.0, cx=320.0, cy=240.0):
     msg = CameraInfo(width=w, height=h)
     msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]

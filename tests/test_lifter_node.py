@@ -75,8 +75,19 @@ def test_walking_person_is_lifted_every_frame(harness):
     clouds = [cv.point_cloud2_to_array(m) for m in harness.points]
     assert {c["person"][0] for c in clouds} == {clouds[0]["person"][0]}  # one id throughout
     assert all(c["joint"].tolist() == list(range(NUM_JOINTS)) for c in clouds)
-    ids = {(m.ns, m.id) for arr in harness.markers for m in arr.markers}
+    ids = {(m.ns, m.id) for arr in harness.markers for m in arr.markers
+           if not m.ns.endswith("/spread")}
     assert len(ids) == 2  # one joints marker and one bones marker, updated in place
+    # The spread drawn as see-through balls of radius = spread, one per joint with spread > 0,
+    # matching the published point cloud of the same frame.
+    spread = clouds[-1]["spread"]
+    balls = {m.id % NUM_JOINTS: m for m in harness.markers[-1].markers if m.ns.endswith("/spread")}
+    assert (spread > 0).sum() > 10 and set(balls) == set(np.flatnonzero(spread > 0).tolist())
+    for j, ball in balls.items():
+        assert ball.scale.x == pytest.approx(2 * spread[j], rel=1e-5) and ball.color.a < 0.5
+        np.testing.assert_allclose([ball.pose.position.x, ball.pose.position.y,
+                                    ball.pose.position.z], clouds[-1][["x", "y", "z"]][j].tolist(),
+                                   atol=1e-5)
 
 
 def test_camera_info_places_the_root_in_front_of_the_camera(harness):
@@ -127,7 +138,8 @@ def test_two_persons_are_lifted_in_one_batched_call_with_stable_ids(harness):
     people = [cv.point_cloud2_to_array(m)["person"].reshape(2, NUM_JOINTS)[:, 0].tolist()
               for m in harness.points]
     assert all(p == people[0] for p in people) and len(set(people[0])) == 2
-    assert all(len(arr.markers) == 4 for arr in harness.markers)
+    assert all(len([m for m in arr.markers if not m.ns.endswith("/spread")]) == 4
+               for arr in harness.markers)
     assert harness.latest_diagnostics()["persons_tracked"] == "2"
 
 
