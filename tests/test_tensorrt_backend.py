@@ -267,6 +267,18 @@ def test_mirrored_engine_lifter_takes_half_the_persons(engine, tiny_onnx):
         lifter.lift(*_lift_inputs(4))
 
 
+def test_an_engine_of_one_window_cannot_mirror(tiny_onnx, tmp_path):
+    onnx_path = tmp_path / "tiny.onnx"
+    onnx_path.write_bytes(tiny_onnx.read_bytes())
+    contract.manifest_path(onnx_path).write_text(contract.manifest_path(tiny_onnx).read_text())
+    trt = FakeTensorRTModule()
+    result = export.build_tensorrt_engine(onnx_path, fp16=False, opt_persons=1, max_persons=1,
+                                          trt=trt, device_name="cpu")
+    with pytest.raises(BackendError, match="takes 1 window\\(s\\), a mirrored person needs 2"):
+        load_lifter(result.path, backend="tensorrt", device="cpu", trt=trt, mirror=True)
+    assert load_lifter(result.path, backend="tensorrt", device="cpu", trt=trt).max_persons == 1
+
+
 def test_engine_for_another_tensorrt_or_gpu_is_refused_or_rebuilt(engine):
     result, trt, _ = engine
     newer = FakeTensorRTModule(version="10.3.0")
