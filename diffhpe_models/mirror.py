@@ -5,10 +5,10 @@ A lifter is not exactly mirror-symmetric, and where it errs the two answers disa
 is more accurate and smoother than either. A diffusion model's hypotheses of both images are
 pooled, so their disagreement joins its spread; a deterministic model keeps spread 0 (the
 disagreement alone is no calibrated error estimate: on the real-video check it covers the error
-4 % of the time). The mirror
-image is taken about the point the model's 2D normalisation maps to 0 (camera.normalize_input):
-the principal point of a "rays" model (u' = 2 cx - u, the intrinsics unchanged) and the image
-centre of a "screen" model (u' = w - u), so the model sees exactly the negated normalised x.
+4 % of the time). The mirror image is taken about the point the model's 2D normalisation maps
+to 0 (camera.normalize_input): the principal point of a "rays" model (u' = 2 cx - u, the
+intrinsics unchanged) and the image centre of a "screen" model (u' = w - u), so the model sees
+exactly the negated normalised x.
 Both go through the model in one batch of 2P windows: twice the work per person.
 
 Works on any lift function (a torch pipeline, an ONNX or TensorRT graph) from its inputs and

@@ -285,6 +285,7 @@ class Lifter:
         self.backend_name = backend.name
         self.fixed_noise = noise_is_fixed(fixed_noise, manifest.get("aggregation"))
         self.mirror = bool(mirror)
+        self._has_spread = manifest["sampler"] is not None  # a deterministic model's stays 0
         self._guess_logged = False
         self._rng = np.random.default_rng(seed)
         if backend.max_persons is not None:   # an engine's profile bounds the batch
@@ -390,8 +391,7 @@ class Lifter:
             noise = self._noise[noise_slots]
         if self.mirror:
             return lift_mirrored(self.backend.run, keypoints_px, mask, calibration, noise,
-                                 self.input_normalisation,
-                                 has_spread=self.sampler_settings["sampler"] is not None)
+                                 self.input_normalisation, has_spread=self._has_spread)
         return self.backend.run(keypoints_px, mask, calibration, noise)
 
 

@@ -248,16 +248,14 @@ def skeleton_markers(pose_m: np.ndarray, person_ids: np.ndarray, header: Header,
                 ball.pose.position = Point(x=float(pose[j, 0]), y=float(pose[j, 1]),
                                            z=float(pose[j, 2]))
                 ball.scale.x = ball.scale.y = ball.scale.z = 2.0 * float(spread[j])
-                ball.color = joint_colours[j]
-                ball.color = ColorRGBA(r=ball.color.r, g=ball.color.g, b=ball.color.b,
-                                       a=SPREAD_ALPHA)
+                ball.color = _colour(side_of(int(j)), alpha=SPREAD_ALPHA)
                 markers.markers.append(ball)
     return markers
 
 
-def _colour(side: str) -> ColorRGBA:
+def _colour(side: str, alpha: float | None = None) -> ColorRGBA:
     r, g, b, a = SIDE_COLOURS[side]
-    return ColorRGBA(r=r, g=g, b=b, a=a)
+    return ColorRGBA(r=r, g=g, b=b, a=a if alpha is None else alpha)
 
 
 def _marker(header: Header, ns: str, marker_id: int, kind: int, lifetime: Duration) -> Marker:

@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 from keypoint_stream import camera, constructed_walk
 
+from diffhpe_models.camera import project
 from diffhpe_models.mirror import lift_mirrored, merge, mirror_keypoints, unmirror_pose
 from diffhpe_models.runtime import load_lifter
 from diffhpe_models.skeleton import FLIP_PERMUTATION
-
-
-def _project(points_c: np.ndarray, cam) -> np.ndarray:
-    return np.stack([cam.fx * points_c[..., 0] / points_c[..., 2] + cam.cx,
-                     cam.fy * points_c[..., 1] / points_c[..., 2] + cam.cy], axis=-1)
 
 
 def _scene(cx: float):
@@ -31,11 +27,11 @@ def _scene(cx: float):
 def test_mirror_image_is_the_projection_of_the_mirrored_person(normalisation):
     # rays: about any principal point (here off-centre); screen: about the image centre.
     points, cam, mirrored = _scene(cx=250.0 if normalisation == "rays" else camera().width / 2)
-    keypoints = _project(points, cam)[None]
+    keypoints = project(points, cam)[None]
     calibration = (np.array([[cam.fx, cam.fy, cam.cx, cam.cy]]) if normalisation == "rays"
                    else np.array([[cam.width, cam.height]]))
     got = mirror_keypoints(keypoints, calibration, normalisation)
-    np.testing.assert_allclose(got[0], _project(mirrored, cam), atol=1e-3)
+    np.testing.assert_allclose(got[0], project(mirrored, cam), atol=1e-3)
     np.testing.assert_allclose(mirror_keypoints(got, calibration, normalisation), keypoints,
                                atol=1e-3)
     with pytest.raises(ValueError, match="input normalisation must be"):
@@ -70,7 +66,7 @@ def test_merge_is_the_pooled_hypotheses_spread_around_the_mean_pose():
 
 def _inputs(persons: int = 2):
     points, cam, _ = _scene(cx=300.0)
-    keypoints = np.stack([_project(points, cam) + 15.0 * i for i in range(persons)])
+    keypoints = np.stack([project(points, cam) + 15.0 * i for i in range(persons)])
     mask = np.ones(keypoints.shape[:3], np.float32)
     mask[1:, 10:, 13] = 0.0                                  # a left wrist lost
     intrinsics = np.tile([cam.fx, cam.fy, cam.cx, cam.cy], (persons, 1)).astype(np.float32)

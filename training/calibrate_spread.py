@@ -69,18 +69,20 @@ def fit_scales(spread_m: np.ndarray, error_m: np.ndarray, visible: np.ndarray,
     def ratio(err_sq: float, spread_sq: float) -> float:
         return float(np.sqrt(err_sq / spread_sq)) if spread_sq > 0 else 1.0
 
+    def group_factors(joint: np.ndarray) -> dict[str, float]:
+        return {name: ratio(np.mean(error[m] ** 2), np.mean((spread * joint)[m] ** 2))
+                if m.any() else 1.0 for name, m in groups}
+
     joint = np.ones(len(joints))
     for _ in range(rounds):
-        group = {name: ratio(np.mean(error[m] ** 2), np.mean((spread * joint)[m] ** 2))
-                 if m.any() else 1.0 for name, m in groups}
+        group = group_factors(joint)
         scaled = spread * np.where(seen, group["visible"], group["hidden"])
         ms = np.mean(scaled ** 2, axis=0)
         joint = np.array([ratio(e, s) for e, s in zip(np.mean(error ** 2, axis=0), ms)])
         has = ms > 0
         if has.any():
             joint[has] /= np.exp(np.mean(np.log(joint[has])))   # geometric mean 1
-    group = {name: ratio(np.mean(error[m] ** 2), np.mean((spread * joint)[m] ** 2))
-             if m.any() else 1.0 for name, m in groups}
+    group = group_factors(joint)
     full = np.ones(np.shape(spread_m)[1])
     full[joints] = joint
     out = {**group, "joint": [float(v) for v in full]}
